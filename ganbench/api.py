@@ -79,6 +79,8 @@ class Loss:
     #: True when the loss uses a critic (Wasserstein-style) rather than a classifier; D accuracy
     #: is still reported as sign(score) but is less meaningful.
     critic: bool = False
+    #: D "says real" when its raw output exceeds this (0 for logits/critics, 0.5 for LSGAN's 0/1 targets).
+    decision_threshold: float = 0.0
 
     def d_loss(self, D: nn.Module, real: Tensor, fake: Tensor) -> Tensor:  # pragma: no cover - contract
         raise NotImplementedError

@@ -44,7 +44,7 @@ def ganbench_register_schedules(registry: Any) -> None:
 
 @hookspec
 def ganbench_register_datasets(registry: Any) -> None:
-    """Add dataset factories: ``factory(seed=..., **params) -> Dataset``."""
+    """Add dataset factories: ``factory(**params) -> Dataset``. Reference sets must not depend on the trial seed."""
 
 
 @hookspec

@@ -15,7 +15,7 @@ from .api import GanbenchError
 KINDS = ("architecture", "loss", "schedule", "dataset", "metric")
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
 # Factory arguments the framework supplies itself; they are not user parameters.
-_SUPPLIED = {"architecture": ("data_spec", "z_dim"), "dataset": ("seed",)}
+_SUPPLIED = {"architecture": ("data_spec", "z_dim")}
 
 
 @dataclass(frozen=True)

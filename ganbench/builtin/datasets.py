@@ -24,9 +24,9 @@ from ..api import DataSpec, Dataset, GanbenchError, TensorDataset
 from ..plugins import hookimpl
 
 IMAGE_METRICS = ("fidelity", "class_coverage")
-SPLIT_SEED = 0  # fixed: the train/test split must not depend on the trial seed
-
-REFERENCE_SEED = 12345  # fixed: reference sets must not depend on the trial seed
+# Fixed seeds: train/test splits and reference sets must not depend on the trial seed.
+SPLIT_SEED = 0
+REFERENCE_SEED = 12345
 REFERENCE_CHUNK = 10_000
 
 
@@ -121,7 +121,8 @@ def spiral(noise: float = 0.05, turns: float = 1.5, radius: float = 2.0) -> Mixt
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
     if images.shape[-1] == size:
         return images
-    # Bilinear; antialiasing matters only when shrinking, and stays within the input range.
+    # Bilinear: a convex combination of pixels, so [-1, 1] is kept (the clamp only absorbs
+    # rounding); antialiasing matters only when shrinking.
     out = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
                         antialias=size < images.shape[-1])
     return out.clamp_(-1.0, 1.0)

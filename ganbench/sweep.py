@@ -84,7 +84,7 @@ def check_compatibility(specs: list[TrialSpec], pm: Any) -> None:
         key = f"{spec.dataset}{sorted(spec.dataset_params.items())}"
         if key not in datasets:
             datasets[key] = pm.registries["dataset"].create(spec.dataset, dict(spec.dataset_params))
-        check_compatible(pm.registries["architecture"].get(spec.arch), datasets[key].spec)
+        check_compatible(pm.registries["architecture"].get(spec.arch), datasets[key].spec, dataset=spec.dataset)
 
 
 def primary_direction(spec: TrialSpec, pm: Any) -> bool:

@@ -46,7 +46,7 @@ def build(spec: TrialSpec, pm: Any, device: torch.device) -> Components:
 
     reg = pm.registries
     dataset = reg["dataset"].create(spec.dataset, dict(spec.dataset_params))
-    check_compatible(reg["architecture"].get(spec.arch), dataset.spec)
+    check_compatible(reg["architecture"].get(spec.arch), dataset.spec, dataset=spec.dataset)
     torch.manual_seed(spec.seed)  # model initialisation is part of the seeded trial
     gan = reg["architecture"].create(spec.arch, dict(spec.arch_params), data_spec=dataset.spec, z_dim=spec.z_dim)
     loss = reg["loss"].create(spec.loss, dict(spec.loss_params))
@@ -283,7 +283,7 @@ class _Loop:
         finite = torch.isfinite(recent).all(dim=0).tolist()
         if all(finite):
             return False
-        self.diverged_step = start + finite.index(False)
+        self.diverged_step = start + finite.index(False) + 1  # steps count from 1, like eval points
         return True
 
     def _evaluate(self, tick: float) -> float:

@@ -1,0 +1,150 @@
+"""The sweep runner end to end, through the CLI: exactly-once grids, resume, failures, bad configs."""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from ganbench.store import load_study
+
+HERE = Path(__file__).parent
+
+SMALL = """
+name = "small"
+plugins = {plugins}
+[trial]
+dataset = "ring"
+arch = "mlp"
+steps = {steps}
+eval_every = 0
+batch_size = 32
+z_dim = 4
+"arch.hidden" = 16
+"metric.point_metrics.num_samples" = 200
+[grid]
+loss = {losses}
+seed = [0, 1]
+"""
+
+
+def write_config(tmp_path: Path, losses=("nonsaturating", "hinge", "least_squares"), steps=30, plugins=()) -> Path:
+    path = tmp_path / "sweep.toml"
+    path.write_text(SMALL.format(losses=json.dumps(list(losses)), steps=steps, plugins=json.dumps(list(plugins))))
+    return path
+
+
+def ganbench(tmp_path: Path, *args: str, background: bool = False):
+    env = {**os.environ, "GANBENCH_RESULTS": str(tmp_path / "results"),
+           "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "ganbench", *args]
+    if background:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def trials_by_point(tmp_path: Path, study: str = "small") -> dict[str, list]:
+    s = load_study(study, str(tmp_path / "results" / study / "study.journal"))
+    out = collections.defaultdict(list)
+    for t in s.get_trials(deepcopy=False):
+        out[t.user_attrs.get("point")].append(t)
+    return out
+
+
+def completed_points(by_point: dict) -> collections.Counter:
+    return collections.Counter({p: sum(t.state == TrialState.COMPLETE for t in ts) for p, ts in by_point.items()})
+
+
+def test_grid_with_two_workers_runs_each_point_exactly_once_and_resumes(tmp_path):
+    config = write_config(tmp_path)
+    result = ganbench(tmp_path, "run", "--grid", "--config", str(config), "--workers", "2", "--quiet")
+    assert result.returncode == 0, result.stderr
+    by_point = trials_by_point(tmp_path)
+    assert len(by_point) == 6
+    assert set(completed_points(by_point).values()) == {1}
+    assert sum(len(ts) for ts in by_point.values()) == 6
+    workers = {t.user_attrs["worker"] for ts in by_point.values() for t in ts}
+    assert len(workers) == 2  # both workers took part
+    records = [json.loads(line) for line in (tmp_path / "results/small/records.jsonl").read_text().splitlines()]
+    assert len({r["trial_key"] for r in records}) == 6
+    # rerun: nothing is trained again
+    again = ganbench(tmp_path, "run", "--grid", "--config", str(config), "--workers", "2", "--quiet")
+    assert again.returncode == 0, again.stderr
+    assert sum(len(ts) for ts in trials_by_point(tmp_path).values()) == 6
+    assert "6 completed, 0 failed of 6" in again.stdout
+
+
+def test_killed_worker_point_is_rerun_once(tmp_path):
+    config = write_config(tmp_path, losses=("nonsaturating", "hinge"), steps=3000)
+    proc = ganbench(tmp_path, "run", "--grid", "--config", str(config), "--workers", "1", "--quiet", background=True)
+    journal = tmp_path / "results/small/study.journal"
+    deadline = time.time() + 120
+    victim = None
+    while time.time() < deadline and victim is None:
+        time.sleep(0.5)
+        if journal.exists():
+            running = [t for ts in trials_by_point(tmp_path).values() for t in ts
+                       if t.state == TrialState.RUNNING and "worker" in t.user_attrs]
+            if running:
+                victim = int(running[0].user_attrs["worker"].rsplit(":", 1)[1])
+    assert victim is not None, "no trial started"
+    time.sleep(1.0)  # mid-trial
+    os.kill(victim, signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    states = [t.state for ts in trials_by_point(tmp_path).values() for t in ts]
+    assert TrialState.RUNNING in states  # the killed trial was left running
+    write_config(tmp_path, losses=("nonsaturating", "hinge"), steps=3000)
+    result = ganbench(tmp_path, "run", "--grid", "--config", str(config), "--workers", "2", "--quiet")
+    assert result.returncode == 0, result.stderr
+    by_point = trials_by_point(tmp_path)
+    assert len(by_point) == 4
+    assert set(completed_points(by_point).values()) == {1}
+    assert not [t for ts in by_point.values() for t in ts if t.state == TrialState.RUNNING]
+
+
+def test_a_raising_component_fails_one_point_and_the_sweep_goes_on(tmp_path):
+    config = write_config(tmp_path, losses=("nonsaturating", "explodes"), plugins=("raising_plugin",))
+    result = ganbench(tmp_path, "run", "--grid", "--config", str(config), "--workers", "2", "--quiet")
+    assert result.returncode == 0, result.stderr
+    by_point = trials_by_point(tmp_path)
+    states = collections.Counter(t.state for ts in by_point.values() for t in ts)
+    assert states[TrialState.COMPLETE] == 2 and states[TrialState.FAIL] == 2  # 2 seeds of the bad loss
+    failed = [t.user_attrs["record"] for ts in by_point.values() for t in ts if t.state == TrialState.FAIL]
+    assert all(r["status"] == "failed" and "boom on purpose" in r["error"] for r in failed)
+    assert "2 completed, 2 failed of 4" in result.stdout
+    # failed points are shown, not rerun ...
+    again = ganbench(tmp_path, "run", "--grid", "--config", str(config), "--quiet")
+    assert sum(len(ts) for ts in trials_by_point(tmp_path).values()) == 4
+    assert "2 completed, 2 failed of 4" in again.stdout
+    # ... unless asked
+    ganbench(tmp_path, "run", "--grid", "--config", str(config), "--quiet", "--rerun-failed")
+    assert sum(len(ts) for ts in trials_by_point(tmp_path).values()) == 6
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("[grid]", "bogus = 1\n[grid]"), "unknown setting 'bogus'"),
+    (('"hinge"', '"hingee"'), "unknown loss 'hingee'; choose from:"),
+    (("steps = 30", 'steps = "many"'), "setting 'steps': expected int"),
+    (('"arch.hidden" = 16', '"arch.width" = 16'), "architecture 'mlp' has no parameter 'width'"),
+    (('name = "small"', 'name = "small"\ncolour = "red"'), "unknown key 'colour'"),
+])
+def test_bad_configs_are_one_clear_line_and_exit_2(tmp_path, edit, message):
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace(*edit, 1))
+    result = ganbench(tmp_path, "run", "--grid", "--config", str(config), "--quiet")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "results/small/records.jsonl").exists()  # nothing trained

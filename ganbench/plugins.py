@@ -9,8 +9,10 @@ fails, and its error names the broken plugin.
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata as md
+import inspect
 import os
 import sys
 from dataclasses import dataclass, field
@@ -44,6 +46,8 @@ REGISTRATION_HOOKS = {
     "ganbench_register_metrics": "metric",
 }
 
+HOOK_NAMES = sorted(n for n in vars(hookspecs) if n.startswith("ganbench_"))
+
 
 class _Manager(pluggy.PluginManager):
     """Treats undecorated ``ganbench_*`` functions as hook implementations (as pytest does), so a
@@ -51,9 +55,18 @@ class _Manager(pluggy.PluginManager):
 
     def parse_hookimpl_opts(self, plugin: Any, name: str):  # type: ignore[override]
         opts = super().parse_hookimpl_opts(plugin, name)
-        if opts is None and name.startswith("ganbench_") and callable(getattr(plugin, name, None)):
+        if opts is None and name.startswith("ganbench_") and _is_function(plugin, name):
             return {}
         return opts
+
+
+def _is_function(plugin: Any, name: str) -> bool:
+    """A function or method pluggy can bind; read statically so no property of the plugin runs."""
+    try:
+        attr = inspect.getattr_static(plugin, name)
+    except AttributeError:
+        return False
+    return isinstance(attr, (staticmethod, classmethod)) or inspect.isroutine(attr)
 
 
 @dataclass
@@ -61,11 +74,18 @@ class PluginInfo:
     name: str
     module: str
     version: str
-    source: str  # builtin | entrypoint | cli
+    source: str  # builtin | entrypoint | cli | api
     provides: dict[str, list[str]] = field(default_factory=dict)
 
 
 class PluginManager:
+    """Loads the built-ins, then the ``ganbench`` entry points, then the ``-p`` modules.
+
+    ``plugins`` are ``-p`` options: ``module.path`` loads a module, ``no:NAME`` blocks plugin NAME
+    (built-ins included). ``autoload=None`` loads entry points unless the environment variable
+    ``GANBENCH_DISABLE_PLUGIN_AUTOLOAD`` is set to a non-empty value.
+    """
+
     def __init__(self, plugins: Sequence[str] = (), *, autoload: bool | None = None):
         self.pm = _Manager("ganbench")
         self.pm.add_hookspecs(hookspecs)
@@ -73,44 +93,90 @@ class PluginManager:
         self.info: dict[str, PluginInfo] = {}
         self.broken: dict[str, str] = {}
         self.requested = tuple(plugins)
-        blocked = [p[3:] for p in plugins if p.startswith("no:")]
-        for name in blocked:
-            self.pm.set_blocked(name)
+        for spec in plugins:
+            if spec.startswith("no:"):
+                self.pm.set_blocked(spec[3:])
         for name, module in BUILTIN_PLUGINS.items():
             self._load(name, module, source="builtin", version=_own_version())
         if autoload is None:
             autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
         if autoload:
-            for ep in md.entry_points(group=ENTRY_POINT_GROUP):
-                dist = getattr(ep, "dist", None)
-                self._load(ep.name, ep.value, source="entrypoint", version=getattr(dist, "version", "?"), loader=ep.load)
+            self._load_entry_points()
         for spec in plugins:
             if not spec.startswith("no:"):
                 self._load(spec, spec, source="cli", version="")
 
     # -- loading ----------------------------------------------------------------------------
 
-    def _load(self, name: str, module: str, *, source: str, version: str, loader=None) -> None:
-        if self.pm.is_blocked(name) or name in self.info:
-            return
-        plugin = None
+    def load(self, plugin: Any, name: str | None = None) -> bool:
+        """Load one more plugin: a module path (as ``-p``) or an object with hook functions.
+
+        Returns True when it loaded; otherwise it is in :attr:`broken` (or blocked). A plugin that
+        failed earlier may be loaded again under the same name once it is fixed.
+        """
+        if isinstance(plugin, str):
+            return self._load(name or plugin, plugin, source="cli", version="")
+        name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+        return self._load(name, getattr(plugin, "__name__", name), source="api", version="", loader=lambda: plugin)
+
+    def _load_entry_points(self) -> None:
+        # sorted, so which of two conflicting plugins wins does not depend on install order
+        for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: (ep.name, ep.value)):
+            dist = getattr(ep, "dist", None)
+            self._load(ep.name, ep.value, source="entrypoint", version=getattr(dist, "version", "") or "",
+                       loader=ep.load)
+
+    def _load(self, name: str, module: str, *, source: str, version: str, loader: Any = None) -> bool:
+        if self.pm.is_blocked(name):
+            return False
+        if name in self.info:
+            if self.info[name].module == module:
+                return True  # asked for twice (entry point and -p, or -p twice): already loaded
+            self._mark_broken(name, f"the plugin name {name!r} is already taken by {self.info[name].module}; "
+                                    f"{module} was not loaded")
+            return False
         try:
             plugin = loader() if loader else importlib.import_module(module)
-            if not version:
-                version = str(getattr(plugin, "__version__", ""))
-            self.pm.register(plugin, name=name)
-            self.pm.check_pending()
+            if self.pm.is_registered(plugin):
+                return True  # the same module under another name (e.g. -p of an installed plugin)
+            self.pm.register(plugin, name=name)  # validates every hook implementation first
+            self._check_hook_names(name)
             provides = self._run_registration(name)
         except Exception as exc:  # a broken plugin must never take the others down
-            if plugin is not None and self.pm.get_plugin(name) is not None:
-                self.pm.unregister(name=name)
-            for kind in REGISTRATION_HOOKS.values():
-                self.registries[kind].remove_provider(name)
-            self.broken[name] = _one_line(exc)
-            for kind in REGISTRATION_HOOKS.values():
-                self.registries[kind].unavailable[name] = self.broken[name]
-            return
-        self.info[name] = PluginInfo(name, module, version, source, provides)
+            self._unload(name)
+            self._mark_broken(name, _one_line(exc))
+            return False
+        self._forget_broken(name)
+        self.info[name] = PluginInfo(name, module, version or str(getattr(plugin, "__version__", "")),
+                                     source, provides)
+        return True
+
+    def _check_hook_names(self, name: str) -> None:
+        """A hook name that matches no spec is a misspelling: fail now, suggesting the spec meant.
+        (pluggy's ``check_pending`` finds the same, without the suggestion; it stays as a backstop.)"""
+        for caller in self.pm.get_hookcallers(self.pm.get_plugin(name)) or ():
+            impls = [i for i in caller.get_hookimpls() if i.plugin_name == name and not i.optionalhook]
+            if impls and not caller.has_spec():
+                hint = _suggest_hook(caller.name)
+                raise GanbenchError(f"unknown hook {caller.name!r} in plugin {name!r}: {hint}")
+        self.pm.check_pending()
+
+    def _unload(self, name: str) -> None:
+        """Undo whatever part of a plugin's loading happened: hooks and components."""
+        if self.pm.get_plugin(name) is not None:
+            self.pm.unregister(name=name)
+        for kind in REGISTRATION_HOOKS.values():
+            self.registries[kind].remove_provider(name)
+
+    def _mark_broken(self, name: str, error: str) -> None:
+        self.broken[name] = error
+        for kind in REGISTRATION_HOOKS.values():  # so "unknown loss" can name the plugin that failed
+            self.registries[kind].unavailable[name] = error
+
+    def _forget_broken(self, name: str) -> None:
+        self.broken.pop(name, None)
+        for kind in REGISTRATION_HOOKS.values():
+            self.registries[kind].unavailable.pop(name, None)
 
     def _run_registration(self, name: str) -> dict[str, list[str]]:
         provides: dict[str, list[str]] = {}
@@ -150,9 +216,20 @@ class PluginManager:
         raise AttributeError(item)
 
 
+def _suggest_hook(name: str) -> str:
+    # compared without the shared "ganbench_" prefix, which would make every name look close
+    tails = {h.removeprefix("ganbench_"): h for h in HOOK_NAMES}
+    close = difflib.get_close_matches(name.removeprefix("ganbench_"), list(tails), n=1, cutoff=0.6)
+    return f"did you mean {tails[close[0]]!r}?" if close else f"known hooks: {', '.join(HOOK_NAMES)}"
+
+
 def _one_line(exc: BaseException) -> str:
-    msg = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {msg[0] if msg else ''}".rstrip(": ")
+    """``Type: message`` on one line (a GanbenchError is already a message for the user, so no type).
+    Multi-line messages (pluggy's) are joined, not cut: their later lines say what is wrong."""
+    message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    if isinstance(exc, GanbenchError):
+        return message
+    return f"{type(exc).__name__}: {message}".rstrip(": ")
 
 
 def _own_version() -> str:

@@ -156,3 +156,28 @@ def test_output_file_holds_the_markdown(tmp_path, capsys):
     assert text == capsys.readouterr().out
     assert "✅ **No regression in 2 matched configuration(s)**" in text
     assert "| configuration | check | base | new | delta | delta % | p | verdict |" in text
+
+
+def test_the_example_workflow_uses_valid_commands():
+    """The CI example in examples/ must keep working with this CLI (docs/ci.md links it)."""
+    import argparse
+    import shlex
+    from pathlib import Path
+
+    import yaml
+
+    from ganbench import compare, report
+
+    workflow = yaml.safe_load((Path(__file__).parents[1] / "examples" / "github-workflow.yml").read_text())
+    scripts = [step.get("run", "") for step in workflow["jobs"]["benchmark"]["steps"]]
+    commands = [line for script in scripts for line in script.replace("\\\n", " ").splitlines()
+                if line.strip().startswith(("ganbench compare", "ganbench report"))]
+    assert len(commands) == 2
+    parser = argparse.ArgumentParser(prog="ganbench", exit_on_error=False)
+    sub = parser.add_subparsers(dest="command", required=True)
+    compare.register_cli(sub)
+    report.register_cli(sub)
+    for command in commands:
+        args = parser.parse_args(shlex.split(command)[1:])
+        assert args.func in (compare.run_cli, report.run_cli)
+    assert args.throughput_tolerance == 0.5 and args.format == "md" and args.output == "compare.md"

@@ -146,16 +146,22 @@ def _protocol_frame(report: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame([{"protocol": pid, **fields} for pid, fields in report["protocols"].items()])
 
 
+_BUDGET_NOTE = "expected best value over k trials drawn at random (Lucic et al. 2018), 95% bootstrap band"
+
+
+def _markdown_or_none(df: pd.DataFrame, note: str = "") -> str:
+    return to_markdown(df, note) if len(df) else "None: no trial produced a finite value.\n"
+
+
 def render_markdown(report: dict[str, Any], board: pd.DataFrame, matrix: pd.DataFrame | None) -> str:
     parts = [f"# ganbench report: {report['study']}\n", _summary_line(report) + "\n",
              "## Leaderboard\n", to_markdown(display_columns(board), report["ranking_rule"])]
     if matrix is not None:
         parts += [f"## Loss × architecture (mean {report['metric']})\n", to_markdown(matrix)]
-    parts += ["## Budget curve\n", to_markdown(_budget_excerpt(report),
-              "expected best value over k trials drawn at random (Lucic et al. 2018), 95% bootstrap band")]
+    parts += ["## Budget curve\n", _markdown_or_none(_budget_excerpt(report), _BUDGET_NOTE)]
     failures = _failures(report)
     parts += ["## Failed and diverged trials\n", "\n".join(f"- {f}" for f in failures) + "\n" if failures else "None.\n"]
-    parts += ["## Measurement protocol\n", to_markdown(_protocol_frame(report)),
+    parts += ["## Measurement protocol\n", _markdown_or_none(_protocol_frame(report)),
               "Figures (metric curves, D accuracy, samples, throughput vs quality): see report.html.\n"]
     return "\n".join(parts)
 
@@ -239,7 +245,9 @@ def render_html(report: dict[str, Any], board: pd.DataFrame, matrix: pd.DataFram
     failures = _failures(report)
     body += ["<h2>Failed and diverged trials</h2>",
              "<ul>" + "".join(f"<li>{esc(f)}</li>" for f in failures) + "</ul>" if failures else "<p>None.</p>"]
-    body += ["<h2>Measurement protocol</h2>", _html_table(_protocol_frame(report))]
+    protocols = _protocol_frame(report)
+    body += ["<h2>Measurement protocol</h2>",
+             _html_table(protocols) if len(protocols) else "<p>None: no trial produced a finite value.</p>"]
     style = ".grid{display:flex;flex-wrap:wrap;gap:8px}.grid figure{margin:0;width:320px}figure{margin:0 0 1em}"
     return page(f"ganbench report: {report['study']}", f"<style>{style}</style>\n" + "\n".join(body))
 

@@ -150,3 +150,14 @@ def test_report_html_renders_in_headless_chromium(written, tmp_path):
     page_errors = [line for line in done.stderr.splitlines()
                    if "CONSOLE" in line or ("report.html" in line and "ERROR" in line)]
     assert page_errors == []
+
+
+def test_a_study_where_every_trial_failed_still_gets_a_report(tmp_path):
+    records = [make_record("A", seed=s, value=None) for s in range(2)]
+    paths = write_report(records, "allfail", tmp_path)
+    md = paths["md"].read_text()
+    assert "| 1 | A nonsaturating alternating | – |" in md
+    assert md.count("None: no trial produced a finite value.") == 2  # budget curve and protocol
+    report = read_report(paths["json"])
+    assert report["budget"] == [] and report["leaderboard"][0]["failed"] == 2
+    assert "data:image/png" not in paths["html"].read_text()

@@ -137,19 +137,24 @@ def launch(study: str, storage: str, workers: list[tuple[str, int | None]]) -> l
 
 
 def monitor(study: optuna.Study, total: int, procs: list[subprocess.Popen], started: float, quiet: bool) -> None:
-    from .console import progress_table
-    from .sweep import sweep_state
-
     from rich.live import Live
 
-    with Live(progress_table(sweep_state(study, total), started, len(procs)), refresh_per_second=2,
-              transient=False, disable=quiet) as live:
-        while any(p.poll() is None for p in procs):
-            time.sleep(1.0)
-            live.update(progress_table(sweep_state(study, total), started, len(procs)))
-        live.update(progress_table(sweep_state(study, total), started, len(procs)))
+    from .console import console, progress_table
+    from .sweep import sweep_state
+
+    def view():
+        return progress_table(sweep_state(study, total), started, len(procs))
+
+    if quiet:
+        for p in procs:
+            p.wait()
+    else:
+        with Live(view(), console=console, refresh_per_second=2) as live:
+            while any(p.poll() is None for p in procs):
+                time.sleep(1.0)
+                live.update(view())
     for i, p in enumerate(procs):
-        if p.returncode not in (0, None):
+        if p.returncode != 0:
             print(f"ganbench: worker {i} exited with status {p.returncode} (see its log under results/<study>/logs/)",
                   file=sys.stderr)
 

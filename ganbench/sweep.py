@@ -18,6 +18,7 @@ import os
 import socket
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -146,7 +147,9 @@ def _is_dead(trial: FrozenTrial, now: float) -> bool:
 
 def reap_dead_trials(study: optuna.Study) -> int:
     """Fail RUNNING trials whose worker is gone, so their points can be enqueued again."""
-    optuna.storages.fail_stale_trials(study)  # Optuna's heartbeat, on storages that have one
+    with warnings.catch_warnings():  # "experimental" since Optuna 2.9; it is what RDB workers rely on
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # Optuna's heartbeat, on storages that have one
     storage, now, reaped = study._storage, time.time(), 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if _is_dead(t, now):

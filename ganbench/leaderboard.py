@@ -318,7 +318,7 @@ def rank(df: pd.DataFrame) -> pd.DataFrame:
 def display_columns(board: pd.DataFrame) -> pd.DataFrame:
     """The columns a person reads first (the label already names the configuration)."""
     columns = ["rank", "config", "mean", "std", "min", "median", "n", "failed", "diverged", "collapsed",
-               "images_per_s", "steps_to_90", "instability"]
+               "images_per_s", "steps_to_90", "seconds_to_90", "instability"]
     if board["protocol"].nunique() > 1:
         columns.append("protocol")
     view = board[[c for c in columns if c in board.columns]]

@@ -132,8 +132,9 @@ class PluginManager:
         if name in self.info:
             if self.info[name].module == module:
                 return True  # asked for twice (entry point and -p, or -p twice): already loaded
-            self._mark_broken(name, f"the plugin name {name!r} is already taken by {self.info[name].module}; "
-                                    f"{module} was not loaded")
+            # keyed by the module too: the name itself belongs to the plugin that did load
+            self._mark_broken(f"{name} ({module})", f"the plugin name {name!r} is already taken by "
+                                                    f"{self.info[name].module}; {module} was not loaded")
             return False
         try:
             plugin = loader() if loader else importlib.import_module(module)

@@ -152,7 +152,8 @@ def test_a_second_plugin_under_a_taken_name_is_reported(pm):
     other = plugin("impostor", HEADER + LOSS + "@hookimpl\ndef ganbench_register_losses(registry):\n"
                                                "    registry.add('fake_hinge', L)\n")
     assert pm.load(other, name="losses") is False
-    assert pm.broken["losses"] == "the plugin name 'losses' is already taken by ganbench.builtin.losses; impostor was not loaded"
+    assert pm.broken == {"losses (impostor)": "the plugin name 'losses' is already taken by "
+                                              "ganbench.builtin.losses; impostor was not loaded"}
     assert pm.info["losses"].module == "ganbench.builtin.losses" and "fake_hinge" not in pm.losses
 
 

@@ -89,19 +89,18 @@ def progress_table(state: Any, started: float, workers: int) -> Table:
 
 
 def ranking_table(records: list[dict], title: str) -> Table:
-    """The end-of-sweep ranking: the leaderboard's rows, as a terminal table."""
-    from .leaderboard import leaderboard
+    """The end-of-sweep ranking: the leaderboard's main columns, as a terminal table."""
+    from .leaderboard import display_columns, leaderboard
 
     table = Table(title=f"{title}: ranked")
     if not records:
         table.add_column("no finished trials")
         return table
-    df = leaderboard(records, force=True)
-    shown = [c for c in df.columns if not c.startswith("_")][:12]
-    for col in ["rank", *shown]:
-        table.add_column(col, overflow="fold")
-    for rank, (_, row) in enumerate(df.iterrows(), start=1):
-        table.add_row(str(rank), *(fmt(row[c]) for c in shown))
-    if df.attrs.get("ranking_rule"):
-        table.caption = df.attrs["ranking_rule"]
+    board = display_columns(leaderboard(records, force=True))
+    metric = board.attrs.get("metric", "")
+    for col in board.columns:
+        table.add_column(f"{col} ({metric})" if col == "mean" else col, overflow="fold")
+    for _, row in board.iterrows():
+        table.add_row(*(fmt(row[c]) for c in board.columns))
+    table.caption = board.attrs.get("ranking_rule", "")
     return table

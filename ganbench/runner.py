@@ -8,7 +8,9 @@ are pinned through CUDA_VISIBLE_DEVICES; CPU workers divide the cores' threads b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -31,7 +33,8 @@ def register_cli(sub: Any) -> None:
     src.add_argument("--sweep", help="a sweep shipped with ganbench (default: 'default')")
     p.add_argument("--study", help="study name (default: the config's name)")
     p.add_argument("--storage", help="Optuna RDB URL (postgresql://...) or journal file (default results/<study>/study.journal)")
-    p.add_argument("--workers", type=int, help="worker processes (default: one per GPU, else one per CPU core)")
+    p.add_argument("--workers", type=int, help="worker processes (default: one per GPU, else one per CPU core); "
+                   "0: only create or resume the study and queue its points, for `ganbench worker` elsewhere")
     p.add_argument("--devices", help="comma-separated devices, e.g. cuda:0,cuda:1 or cpu")
     p.add_argument("--trials", type=int, default=20, help="trial budget for TPE search (without --grid)")
     p.add_argument("--rerun-failed", action="store_true", help="run failed grid points again")
@@ -52,10 +55,18 @@ def register_cli(sub: Any) -> None:
 # -- ganbench run ---------------------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .store import storage_guard
+
+    # an RDB server lost mid-command (not at its start: open_storage covers that) is one line too
+    with storage_guard(args.storage or "the local file storage"):
+        return _run_sweep(args)
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
     from .cli import _inception_env, parse_assignments
     from .config import load_config
     from .plugins import get_plugin_manager
-    from .store import default_storage
+    from .store import default_storage, redact
     from .sweep import create_study
 
     _inception_env(args)
@@ -71,12 +82,47 @@ def cmd_run(args: argparse.Namespace) -> int:
     study = create_study(config, pm, study_name, storage, grid=args.grid, overrides=overrides,
                          n_trials=args.trials, rerun_failed=args.rerun_failed)
     total = len(study.user_attrs["ganbench_sweep"]["points"]) if args.grid else args.trials
+    if args.workers == 0:
+        print(f"study {study_name!r} ready: {total} {'points' if args.grid else 'trials'} in {redact(storage)}; "
+              f"join it with: ganbench worker --study {study_name} --storage {redact(storage)}")
+        return 0
     workers = plan_workers(args.workers, args.devices, total)
     started = time.time()
     if _needs_work(study, args.grid, total):
         procs = launch(study_name, storage, workers)
-        monitor(study, total, procs, started, quiet=args.quiet)
+        try:
+            with _forward_sigterm(procs):
+                monitor(study, total, procs, started, quiet=args.quiet)
+        except KeyboardInterrupt:
+            _stop(procs)
+            raise
     return conclude(study_name, storage, study, total, started)
+
+
+@contextlib.contextmanager
+def _forward_sigterm(procs: list[subprocess.Popen]):
+    """A terminated `ganbench run` stops its workers too (their running trials are rerun on
+    resume); without this they would run on as orphans."""
+    def handler(signum, frame):
+        _stop(procs)
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def _needs_work(study: optuna.Study, grid: bool, total: int) -> bool:
@@ -90,8 +136,8 @@ def plan_workers(count: int | None, devices: str | None, total: int) -> list[tup
     """[(device, threads)] for each worker process."""
     import torch
 
-    if count is not None and count < 1:
-        raise GanbenchError("--workers must be >= 1")
+    if count is not None and count < 0:
+        raise GanbenchError("--workers must be >= 0")
     if devices:
         names = [d.strip() for d in devices.split(",") if d.strip()]
     elif torch.cuda.is_available():
@@ -140,10 +186,17 @@ def monitor(study: optuna.Study, total: int, procs: list[subprocess.Popen], star
     from rich.live import Live
 
     from .console import console, progress_table
+    from .store import STORAGE_ERRORS
     from .sweep import sweep_state
 
+    shown = [None]
+
     def view():
-        return progress_table(sweep_state(study, total), started, len(procs))
+        try:
+            shown[0] = progress_table(sweep_state(study, total), started, len(procs))
+        except STORAGE_ERRORS:  # the server is away: workers wait for it, the display keeps its last view
+            pass
+        return shown[0]
 
     if quiet:
         for p in procs:
@@ -179,6 +232,13 @@ def conclude(study_name: str, storage: str, study: optuna.Study, total: int, sta
 # -- ganbench worker ------------------------------------------------------------------------------
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from .store import storage_guard
+
+    with storage_guard(args.storage or "the local file storage"):
+        return _work(args)
+
+
+def _work(args: argparse.Namespace) -> int:
     import torch
 
     from .config import SweepConfig

@@ -81,8 +81,8 @@ class PluginInfo:
 class PluginManager:
     """Loads the built-ins, then the ``ganbench`` entry points, then the ``-p`` modules.
 
-    ``plugins`` are ``-p`` options: ``module.path`` loads a module, ``no:NAME`` blocks plugin NAME
-    (built-ins included). ``autoload=None`` loads entry points unless the environment variable
+    ``plugins`` are ``-p`` options: ``NAME`` loads the installed plugin of that entry-point name,
+    ``module.path`` loads a module, ``no:NAME`` blocks plugin NAME (built-ins included). ``autoload=None`` loads entry points unless the environment variable
     ``GANBENCH_DISABLE_PLUGIN_AUTOLOAD`` is set to a non-empty value.
     """
 
@@ -104,27 +104,41 @@ class PluginManager:
             self._load_entry_points()
         for spec in plugins:
             if not spec.startswith("no:"):
-                self._load(spec, spec, source="cli", version="")
+                self._load_option(spec)
 
     # -- loading ----------------------------------------------------------------------------
 
     def load(self, plugin: Any, name: str | None = None) -> bool:
-        """Load one more plugin: a module path (as ``-p``) or an object with hook functions.
+        """Load one more plugin: a ``-p`` option (entry-point name or module path) or an object
+        with hook functions.
 
         Returns True when it loaded; otherwise it is in :attr:`broken` (or blocked). A plugin that
         failed earlier may be loaded again under the same name once it is fixed.
         """
         if isinstance(plugin, str):
-            return self._load(name or plugin, plugin, source="cli", version="")
+            return self._load_option(plugin) if name is None else self._load(name, plugin, source="cli", version="")
         name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
         return self._load(name, getattr(plugin, "__name__", name), source="api", version="", loader=lambda: plugin)
+
+    def _load_option(self, spec: str) -> bool:
+        """``-p SPEC``: an installed plugin's entry-point name (as pytest allows, so one plugin can
+        be loaded with autoload off) or else a module path."""
+        if spec in self.info:
+            return True  # e.g. an entry point that autoload already loaded
+        installed = sorted(md.entry_points(group=ENTRY_POINT_GROUP, name=spec), key=lambda ep: ep.value)
+        if installed:
+            return self._load_entry_point(installed[0])
+        return self._load(spec, spec, source="cli", version="")
+
+    def _load_entry_point(self, ep: md.EntryPoint) -> bool:
+        dist = getattr(ep, "dist", None)
+        return self._load(ep.name, ep.value, source="entrypoint", version=getattr(dist, "version", "") or "",
+                          loader=ep.load)
 
     def _load_entry_points(self) -> None:
         # sorted, so which of two conflicting plugins wins does not depend on install order
         for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: (ep.name, ep.value)):
-            dist = getattr(ep, "dist", None)
-            self._load(ep.name, ep.value, source="entrypoint", version=getattr(dist, "version", "") or "",
-                       loader=ep.load)
+            self._load_entry_point(ep)
 
     def _load(self, name: str, module: str, *, source: str, version: str, loader: Any = None) -> bool:
         if self.pm.is_blocked(name):

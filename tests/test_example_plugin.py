@@ -68,8 +68,10 @@ def test_no_extras_and_the_environment_variable_keep_it_out(monkeypatch):
     assert "extras" not in pm.info and "dragan" not in pm.losses and "hinge" in pm.losses
     monkeypatch.setenv(DISABLE_AUTOLOAD_ENV, "1")
     assert "extras" not in PluginManager().info
-    by_hand = PluginManager(["ganbench_extras.plugin"])  # -p still loads it
-    assert by_hand.info["ganbench_extras.plugin"].provides == PROVIDES
+    by_name = PluginManager(["extras"])  # -p NAME still loads it, by its entry-point name ...
+    assert by_name.info["extras"].source == "entrypoint" and by_name.info["extras"].provides == PROVIDES
+    by_module = PluginManager(["ganbench_extras.plugin"])  # ... or -p by module path
+    assert by_module.info["ganbench_extras.plugin"].provides == PROVIDES
 
 
 def test_list_and_plugins_commands_show_it(capsys, monkeypatch):

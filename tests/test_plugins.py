@@ -212,8 +212,11 @@ def test_environment_variable_disables_autoload_but_not_p(site, monkeypatch):
     monkeypatch.setenv(DISABLE_AUTOLOAD_ENV, "1")
     pm = PluginManager()
     assert not {"epgood", "epbad", "epattr"} & (set(pm.info) | set(pm.broken))
-    pm = PluginManager(["ganbench_ep_good_mod"])
+    pm = PluginManager(["ganbench_ep_good_mod"])  # -p module.path
     assert pm.info["ganbench_ep_good_mod"].source == "cli" and "ep_loss" in pm.losses
+    pm = PluginManager(["epgood"])  # -p entry-point name: just this one installed plugin
+    assert (pm.info["epgood"].source, pm.info["epgood"].version) == ("entrypoint", "1.2.3")
+    assert "epbad" not in pm.broken
 
 
 def test_no_name_blocks_an_entry_point_plugin(site):

@@ -60,6 +60,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     _inception_env(args)
     pm = get_plugin_manager(args.plugins)
+    _warn_broken(pm)
     spec = TrialSpec(dataset=args.dataset, arch=args.arch, loss=args.loss, schedule=args.schedule,
                      steps=args.steps, seed=args.seed).with_overrides(parse_assignments(args.overrides))
     spec = spec.validated(pm)

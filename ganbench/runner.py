@@ -63,7 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
-    from .cli import _inception_env, parse_assignments
+    from .cli import _inception_env, _warn_broken, parse_assignments
     from .config import load_config
     from .plugins import get_plugin_manager
     from .store import default_storage, redact
@@ -74,6 +74,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
     plugins = tuple(dict.fromkeys([*config.plugins, *args.plugins]))
     config = type(config)(**{**config.__dict__, "plugins": plugins})
     pm = get_plugin_manager(plugins)
+    _warn_broken(pm)
     overrides = parse_assignments(args.overrides)
     study_name = args.study or config.name
     storage = args.storage or default_storage(study_name)
@@ -96,7 +97,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             _stop(procs)
             raise
-    return conclude(study_name, storage, study, total, started)
+    return conclude(study_name, storage, study, total, started, plugins)
 
 
 @contextlib.contextmanager
@@ -212,17 +213,21 @@ def monitor(study: optuna.Study, total: int, procs: list[subprocess.Popen], star
                   file=sys.stderr)
 
 
-def conclude(study_name: str, storage: str, study: optuna.Study, total: int, started: float) -> int:
+def conclude(study_name: str, storage: str, study: optuna.Study, total: int, started: float,
+             plugins: tuple[str, ...] = ()) -> int:
     from .console import console, ranking_table
-    from .store import export_records, trial_records
+    from .store import export_records, redact, trial_records
     from .sweep import sweep_state
+
+    from .plugins import get_plugin_manager
 
     records = trial_records(study.get_trials(deepcopy=False))
     path = export_records(study_name, records)
+    get_plugin_manager(plugins).notify("ganbench_sweep_finish", study_name=study_name, records=records)
     state = sweep_state(study, total)
     console.print(ranking_table(records, study_name))
     console.print(f"{state.completed} completed, {state.failed} failed of {total}; "
-                  f"{time.time() - started:.0f}s; records: {path}; storage: {storage}")
+                  f"{time.time() - started:.0f}s; records: {path}; storage: {redact(storage)}")
     if state.waiting or state.running:
         console.print(f"[yellow]{state.waiting + state.running} trials not finished: rerun the same command to resume[/yellow]")
         return 1

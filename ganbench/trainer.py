@@ -319,6 +319,7 @@ class _Loop:
             "lower_is_better": evaluator.lower_is_better, "metrics": final, "curve": self.curve,
             "convergence": convergence, "throughput": self._throughput(),
             "protocol": self.protocol, "environment": environment(t.device),
+            "components": provenance(spec, self.pm),
             "steps_done": self.steps_done, "d_steps": t.d_steps_done, "g_steps": t.g_steps_done,
             "losses": t.log.losses_host(), "samples": self._samples(),
         }
@@ -337,6 +338,16 @@ class _Loop:
         ok = torch.isfinite(samples).all().item()
         return {"kind": spec.kind, "shape": list(spec.shape),
                 "values": samples.round(decimals=3).tolist() if ok else []}
+
+
+def provenance(spec: TrialSpec, pm: Any) -> dict[str, dict[str, str]]:
+    """Which plugin (and version) provided each component, so a result can be traced to code."""
+    out = {}
+    for attr, kind in (("dataset", "dataset"), ("arch", "architecture"), ("loss", "loss"), ("schedule", "schedule")):
+        provider = pm.registries[kind].get(getattr(spec, attr)).provider
+        info = pm.info.get(provider)
+        out[attr] = {"name": getattr(spec, attr), "plugin": provider, "version": getattr(info, "version", "")}
+    return out
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

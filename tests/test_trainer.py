@@ -146,8 +146,7 @@ class NaNPlugin:
 
 def test_nonfinite_loss_is_a_diverged_result_at_the_right_step():
     pm = PluginManager()
-    pm.pm.register(NaNPlugin(), name="nanplugin")
-    pm._run_registration("nanplugin")
+    assert pm.load(NaNPlugin(), name="nanplugin"), pm.broken
     spec = TrialSpec(dataset="ring", arch="mlp", loss="nan_at_7", steps=50, eval_every=5,
                      batch_size=16, metric_params={"point_metrics": {"num_samples": 300}})
     record = train(spec, pm=pm)

@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,8 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from .api import Dataset, GanbenchError
 
 #: Bump when DomainClassifier or its training recipe changes: cached extractors are keyed on it.
-ARCH_VERSION = 1
+#: (2: features standardised with training-data statistics.)
+ARCH_VERSION = 2
 CACHE_ENV = "GANBENCH_CACHE"
 FEATURE_LAYER = "features"
 _TRAIN_SEED = 1234
@@ -165,13 +167,22 @@ def domain_extractor(dataset: Dataset, device: torch.device | str = "cpu") -> Do
     key = str(path)
     if key not in _LOADED:
         with _file_lock(path.with_suffix(".lock")):  # several workers: one trains, the others wait and load
-            if not path.exists():
-                _save_atomic(_train(dataset, labelled), path)
-            _LOADED[key] = _load(path, dataset)
+            _LOADED[key] = _load_or_train(path, dataset, labelled)
         _register(_LOADED[key])
     extractor = _LOADED[key]
     extractor.model.to(device)
     return extractor
+
+
+def _load_or_train(path: Path, dataset: Dataset, labelled: tuple[Tensor, Tensor]) -> DomainExtractor:
+    if path.exists():
+        try:
+            return _load(path, dataset)
+        except Exception as exc:  # noqa: BLE001 - a truncated or incompatible file is rebuilt, not fatal
+            print(f"ganbench: cached extractor {path} is unreadable ({type(exc).__name__}); retraining",
+                  file=sys.stderr)
+    _save_atomic(_train(dataset, labelled), path)
+    return _load(path, dataset)
 
 
 def _train(dataset: Dataset, labelled: tuple[Tensor, Tensor]) -> dict[str, Any]:

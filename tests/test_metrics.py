@@ -205,6 +205,7 @@ def test_fd_between_real_halves_far_below_real_vs_noise(digits, extractor):
     assert real.values["fd_digits"] == pytest.approx(ours, rel=1e-3)
     p = real.protocol
     assert p["reference_count"] == n and p["generated_count"] == n and p["image_size"] == 8
+    assert p["reference_split"] == "test"
     assert p["channels"] == "native (1)" and p["weights_hash"] == extractor.weights_hash
     assert p["extractor_accuracy"] == extractor.accuracy and p["conversion"].startswith("uint8-round-clamp")
 
@@ -257,6 +258,7 @@ def test_class_coverage_of_real_data_and_of_one_class(digits, extractor):
     p7 = float((labels == 7).float().mean())
     assert one.values["class_kl"] == pytest.approx(-math.log(p7), rel=0.1)
     assert one.protocol["extractor_accuracy"] == extractor.accuracy
+    assert one.protocol["reference_count"] == len(labels) and one.protocol["reference_split"] == "test"
 
 
 def test_unlabelled_images_without_inception_weights_is_a_clear_error():
@@ -340,3 +342,16 @@ def test_metrics_are_registered_as_a_plugin():
     assert reg.get("fidelity").params["inception_weights"].default == ""
     metric = reg.create("fidelity", {"num_samples": "300"})
     assert metric.num_samples == 300
+
+
+def test_unreadable_cached_extractor_is_rebuilt(tmp_path, monkeypatch, digits, extractor):
+    import ganbench.features as features
+
+    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path))
+    path = tmp_path / "extractors" / f"digits-{digits.fingerprint()}-v{features.ARCH_VERSION}.pt"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"truncated")
+    monkeypatch.setattr(features, "_train", lambda ds, labelled: {
+        "state_dict": extractor.model.state_dict(), "meta": extractor.meta})  # skip the 10 s retraining
+    rebuilt = domain_extractor(digits)
+    assert rebuilt.weights_hash == extractor.weights_hash and path.stat().st_size > 1000

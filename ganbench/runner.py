@@ -178,6 +178,10 @@ def launch(study: str, storage: str, workers: list[tuple[str, int | None]]) -> l
             cmd += ["--device", "cuda:0"]
         else:
             cmd += ["--device", "cpu", "--threads", str(threads)]
+            # numpy's BLAS (torch-fidelity's KID, scipy's sqrtm) must share the cores too: spinning
+            # BLAS threads of one worker slow every other worker down
+            for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+                env[var] = str(threads)
         log = open(log_dir / f"worker-{i}.log", "a")
         procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
     return procs

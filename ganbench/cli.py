@@ -60,10 +60,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     _inception_env(args)
     pm = get_plugin_manager(args.plugins)
-    _warn_broken(pm)
     spec = TrialSpec(dataset=args.dataset, arch=args.arch, loss=args.loss, schedule=args.schedule,
                      steps=args.steps, seed=args.seed).with_overrides(parse_assignments(args.overrides))
     spec = spec.validated(pm)
+    _warn_broken(pm)  # after validation: a run that needs the broken plugin fails in one line above
     out = args.output or RESULTS_DIR / "train" / f"{spec.dataset}-{spec.arch}-{spec.loss}-{spec.schedule}-s{spec.seed}-{spec.key()}"
     with progress_bar(spec.steps, f"{spec.loss} on {spec.dataset}", disable=args.quiet) as advance:
         record = train(spec, args.device, pm, progress=advance)

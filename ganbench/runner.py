@@ -74,7 +74,6 @@ def _run_sweep(args: argparse.Namespace) -> int:
     plugins = tuple(dict.fromkeys([*config.plugins, *args.plugins]))
     config = type(config)(**{**config.__dict__, "plugins": plugins})
     pm = get_plugin_manager(plugins)
-    _warn_broken(pm)
     overrides = parse_assignments(args.overrides)
     study_name = args.study or config.name
     storage = args.storage or default_storage(study_name)
@@ -82,6 +81,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
         raise GanbenchError("--trials must be >= 1")
     study = create_study(config, pm, study_name, storage, grid=args.grid, overrides=overrides,
                          n_trials=args.trials, rerun_failed=args.rerun_failed)
+    _warn_broken(pm)  # after validation, so a sweep that needs the broken plugin fails in one line
     total = len(study.user_attrs["ganbench_sweep"]["points"]) if args.grid else args.trials
     if args.workers == 0:
         print(f"study {study_name!r} ready: {total} {'points' if args.grid else 'trials'} in {redact(storage)}; "

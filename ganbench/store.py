@@ -6,13 +6,19 @@ which several processes on one machine share safely (file-locked appends).
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
+import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator, TypeVar
 
 import optuna
+import sqlalchemy.exc
+from optuna.exceptions import StorageInternalError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
@@ -22,8 +28,28 @@ RESULTS_DIR = Path(os.environ.get("GANBENCH_RESULTS", "results"))
 RECORD_ATTR = "record"
 POINT_ATTR = "point"
 SPEC_ATTR = "spec"
-HEARTBEAT_INTERVAL = 5  # seconds between heartbeats of a running trial
-GRACE_PERIOD = 30  # a running trial with no heartbeat for this long belongs to a dead worker
+
+
+def _seconds(name: str, default: float) -> float:
+    """A positive number of seconds from the environment (tests shorten these to run in seconds)."""
+    raw = os.environ.get(name)
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise GanbenchError(f"{name}={raw!r}: expected a number of seconds") from None
+    if value <= 0:
+        raise GanbenchError(f"{name}={raw!r}: expected a positive number of seconds")
+    return value
+
+
+HEARTBEAT_INTERVAL = _seconds("GANBENCH_HEARTBEAT_INTERVAL", 5)  # between heartbeats of a running trial
+GRACE_PERIOD = _seconds("GANBENCH_GRACE_PERIOD", 30)  # no heartbeat for this long: the worker is dead
+# How long a worker waits out an unreachable RDB server (a restart) before it gives up.
+STORAGE_PATIENCE = _seconds("GANBENCH_STORAGE_PATIENCE", 120)
+# What an RDB storage raises when its server is away: Optuna wraps SQLAlchemy's errors raised in
+# a commit in StorageInternalError; reads raise them as they are.
+STORAGE_ERRORS: tuple[type[BaseException], ...] = (StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
+T = TypeVar("T")
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -53,14 +79,75 @@ def open_storage(storage: str) -> BaseStorage:
 
 
 def _open_rdb(url: str) -> BaseStorage:
+    engine_url = postgres_driver(url)
     try:
-        return optuna.storages.RDBStorage(
-            url, heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
-            engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None)
-    except ModuleNotFoundError as exc:
-        raise GanbenchError(f"storage {redact(url)}: driver missing ({exc.name}); for PostgreSQL: pip install 'ganbench[postgres]'") from None
+        sqlalchemy.engine.make_url(engine_url)
+    except Exception as exc:
+        raise GanbenchError(f"storage {redact(url)} is not a valid database URL ({first_line(exc)}); "
+                            "expected e.g. postgresql://USER:PASSWORD@HOST:PORT/DATABASE") from None
+    try:
+        with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.9; workers rely on it
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                engine_url, heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
+                engine_kwargs=_engine_kwargs(engine_url))
+    except ImportError as exc:  # Optuna re-raises the driver's ModuleNotFoundError with its own words
+        missing = getattr(exc.__cause__, "name", None) or first_line(exc)
+        raise GanbenchError(f"storage {redact(url)}: database driver missing ({missing})") from None
     except Exception as exc:  # sqlalchemy errors: bad URL, server down, bad credentials
         raise GanbenchError(f"cannot open storage {redact(url)}: {first_line(exc)}") from None
+
+
+def postgres_driver(url: str) -> str:
+    """A bare postgresql:// (or postgres://) URL with the driver that is installed made explicit.
+
+    SQLAlchemy's default driver for postgresql:// changed from psycopg2 (2.0) to psycopg 3 (2.1);
+    whichever of the two is installed serves, so the URL does not depend on SQLAlchemy's version.
+    """
+    scheme, sep, rest = url.partition("://")
+    if scheme not in ("postgresql", "postgres"):
+        return url
+    for module, driver in (("psycopg2", "psycopg2"), ("psycopg", "psycopg")):
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{driver}{sep}{rest}"
+    raise GanbenchError(f"storage {redact(url)}: no PostgreSQL driver installed; pip install 'ganbench[postgres]'")
+
+
+def _engine_kwargs(url: str) -> dict[str, Any] | None:
+    """Pooled connections are checked before use (they die when the server restarts); for
+    PostgreSQL, a server that does not answer fails the connection in 10 s instead of hanging, and
+    TCP keepalives notice a server machine that vanished in about a minute (not hours)."""
+    if url.startswith("sqlite"):
+        return None
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith("postgresql") and "connect_timeout" not in url:
+        kwargs["connect_args"] = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30,
+                                  "keepalives_interval": 10, "keepalives_count": 3}
+    return kwargs
+
+
+def retrying(action: Callable[[], T], what: str, patience: float | None = None) -> T:
+    """``action()``, retried while the storage is unreachable (a server restart) for up to
+    ``patience`` seconds; then a GanbenchError saying what was being done."""
+    deadline = time.monotonic() + (STORAGE_PATIENCE if patience is None else patience)
+    delay = 0.5
+    while True:
+        try:
+            return action()
+        except STORAGE_ERRORS as exc:
+            if time.monotonic() >= deadline:
+                raise GanbenchError(f"lost the storage while {what}: {first_line(exc)}") from None
+            time.sleep(delay)
+            delay = min(2 * delay, 5.0)
+
+
+@contextmanager
+def storage_guard(storage: str) -> Iterator[None]:
+    """Turn a storage failure inside the block into one line (a GanbenchError), not a traceback."""
+    try:
+        yield
+    except STORAGE_ERRORS as exc:
+        raise GanbenchError(f"storage {redact(storage)}: {first_line(exc)}") from None
 
 
 def redact(url: str) -> str:
@@ -73,6 +160,8 @@ def redact(url: str) -> str:
 
 
 def first_line(exc: BaseException) -> str:
+    if isinstance(exc, StorageInternalError) and exc.__cause__ is not None:
+        exc = exc.__cause__  # Optuna's own message is generic; the driver's says what happened
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -107,7 +196,8 @@ def trial_records(trials: list[FrozenTrial]) -> list[dict]:
 
 def load_records(study: str, storage: str | None = None) -> list[dict]:
     s = load_study(study, storage)
-    return trial_records(s.get_trials(deepcopy=False))
+    with storage_guard(storage or default_storage(study)):
+        return trial_records(s.get_trials(deepcopy=False))
 
 
 def latest_study() -> str:

@@ -5,17 +5,22 @@ GridSampler's random pick); a worker claims one with the storage's atomic WAITIN
 transition, then checks that no other trial of the same point is running or complete (two
 concurrent resumes may enqueue a point twice: the later claim yields). A worker that dies leaves
 its trial RUNNING without a record; it is detected by a dead pid on this host, a stale heartbeat
-(Optuna's own on RDB storages) or the next resume, failed, and its point enqueued again. A trial
+(Optuna's own on RDB storages, so workers on other machines are covered) or, when it died before
+marking the trial as its own, the trial's age; it is failed and its point enqueued again. A trial
 that raises is recorded as failed with its reason and is only rerun with ``--rerun-failed``.
+An RDB server that goes away is waited for (GANBENCH_STORAGE_PATIENCE seconds): trials finishing
+meanwhile keep their results; after that, workers stop with one line and a rerun resumes.
 
 Search mode (no ``--grid``) samples the grid axes as categories and the ``[search]`` ranges with
 TPE for ``--trials N``, pruning on the intermediate primary metric.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
+import sys
 import threading
 import time
 import warnings
@@ -30,10 +35,13 @@ from .api import GanbenchError
 from .config import SweepConfig, apply_point
 from .spec import TrialSpec
 from .store import (GRACE_PERIOD, HEARTBEAT_INTERVAL, POINT_ATTR, RECORD_ATTR, SPEC_ATTR,
-                    objective_value, open_storage)
+                    objective_value, open_storage, retrying)
 
 SWEEP_ATTR = "ganbench_sweep"  # study attr: the config, overrides, mode and point keys
-HOST = socket.gethostname()
+# Names this machine in the "worker" attr (host:pid), for the dead-pid check. Machines that share a
+# host name (containers started with the same --hostname) must set GANBENCH_WORKER_HOST to tell
+# them apart, else one would judge the other's pids.
+HOST = os.environ.get("GANBENCH_WORKER_HOST") or socket.gethostname()
 
 
 @dataclass(frozen=True)
@@ -137,7 +145,10 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _is_dead(trial: FrozenTrial, now: float) -> bool:
-    owner = trial.user_attrs.get("worker", "")
+    owner = trial.user_attrs.get("worker")
+    if owner is None:  # claimed, but its worker never got to mark it (claim() does so at once)
+        started = trial.datetime_start
+        return started is not None and now - started.timestamp() > GRACE_PERIOD
     host, _, pid = owner.rpartition(":")
     if host == HOST and pid.isdigit() and not _pid_alive(int(pid)):
         return True
@@ -145,8 +156,20 @@ def _is_dead(trial: FrozenTrial, now: float) -> bool:
     return beat is not None and now - float(beat) > GRACE_PERIOD
 
 
+def settle_recorded(study: optuna.Study) -> None:
+    """Give RUNNING trials that hold a record the state their record says: the storage went away
+    between finish()'s two writes. The trial ran to its end; failing it would lose the result."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if RECORD_ATTR in t.user_attrs:
+            try:
+                set_final_state(study._storage, t._trial_id, t.user_attrs[RECORD_ATTR])
+            except UpdateFinishedTrialError:
+                pass  # its worker got there first
+
+
 def reap_dead_trials(study: optuna.Study) -> int:
     """Fail RUNNING trials whose worker is gone, so their points can be enqueued again."""
+    settle_recorded(study)
     with warnings.catch_warnings():  # "experimental" since Optuna 2.9; it is what RDB workers rely on
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # Optuna's heartbeat, on storages that have one
@@ -166,18 +189,13 @@ class Heartbeat:
 
     def __init__(self, study: optuna.Study, trial_id: int):
         self.storage, self.trial_id = study._storage, trial_id
-        self.native = isinstance(self.storage, optuna.storages._heartbeat.BaseHeartbeat) and \
-            self.storage.get_heartbeat_interval() is not None
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._beat, daemon=True)
 
     def _beat(self) -> None:
         while True:
             try:
-                if self.native:
-                    self.storage.record_heartbeat(self.trial_id)
-                else:
-                    self.storage.set_trial_user_attr(self.trial_id, "heartbeat", time.time())
+                beat(self.storage, self.trial_id)
             except Exception:  # the storage may be briefly away; the trial goes on
                 pass
             if self.stop.wait(HEARTBEAT_INTERVAL):
@@ -192,6 +210,14 @@ class Heartbeat:
         self.thread.join()
 
 
+def beat(storage: Any, trial_id: int) -> None:
+    """One heartbeat: Optuna's own on storages that have one (RDB), a timestamp attr otherwise."""
+    if isinstance(storage, optuna.storages._heartbeat.BaseHeartbeat) and storage.get_heartbeat_interval() is not None:
+        storage.record_heartbeat(trial_id)
+    else:
+        storage.set_trial_user_attr(trial_id, "heartbeat", time.time())
+
+
 # -- workers --------------------------------------------------------------------------------------
 
 def claim(study: optuna.Study) -> FrozenTrial | None:
@@ -201,28 +227,49 @@ def claim(study: optuna.Study) -> FrozenTrial | None:
         try:
             if not storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
                 continue
-        except UpdateFinishedTrialError:
+            # heartbeat before the worker attr: a trial that has a worker attr has a heartbeat, so
+            # a worker on another machine dying from here on is caught by the heartbeat's staleness
+            beat(storage, t._trial_id)
+            storage.set_trial_user_attr(t._trial_id, "worker", f"{HOST}:{os.getpid()}")
+        except UpdateFinishedTrialError:  # taken by another worker, or reaped meanwhile
             continue
-        storage.set_trial_user_attr(t._trial_id, "worker", f"{HOST}:{os.getpid()}")
         point = t.user_attrs.get(POINT_ATTR)
         rivals = [o for o in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE))
                   if o.user_attrs.get(POINT_ATTR) == point and o._trial_id != t._trial_id]
         if rivals:
-            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            with contextlib.suppress(UpdateFinishedTrialError):  # a reaper may have failed it already
+                storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             continue
         return t
     return None
 
 
-def finish(study: optuna.Study, trial_id: int, record: dict) -> None:
-    storage = study._storage
-    storage.set_trial_user_attr(trial_id, RECORD_ATTR, record)
+def set_final_state(storage: Any, trial_id: int, record: dict) -> None:
     if record["status"] == "failed":
         storage.set_trial_state_values(trial_id, TrialState.FAIL)
     elif record["status"] == "pruned":
         storage.set_trial_state_values(trial_id, TrialState.PRUNED)
     else:
         storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [objective_value(record)])
+
+
+def finish(study: optuna.Study, trial_id: int, record: dict) -> bool:
+    """Save a trial's record, then its final state, waiting out a storage that is briefly away.
+
+    False when the trial was failed as dead while it ran (its heartbeat was lost for the grace
+    period): its point runs again, and this result is dropped, so each point completes once.
+    """
+    storage = study._storage
+
+    def save() -> bool:
+        try:
+            storage.set_trial_user_attr(trial_id, RECORD_ATTR, record)
+            set_final_state(storage, trial_id, record)
+        except UpdateFinishedTrialError:  # finished by a reaper: settled (our record) or failed
+            return RECORD_ATTR in storage.get_trial(trial_id).user_attrs
+        return True
+
+    return retrying(save, f"saving the record of trial {trial_id}")
 
 
 def run_point(study: optuna.Study, trial: FrozenTrial, device: str, pm: Any,
@@ -233,24 +280,38 @@ def run_point(study: optuna.Study, trial: FrozenTrial, device: str, pm: Any,
     with Heartbeat(study, trial._trial_id):
         record = run_trial(spec, device, pm, on_eval=on_eval)
     record["worker"] = f"{HOST}:{os.getpid()}"
-    finish(study, trial._trial_id, record)
+    if not finish(study, trial._trial_id, record):
+        print(f"ganbench: trial {trial.number} was failed as dead while it ran (no heartbeat for "
+              f"{GRACE_PERIOD:g}s); its result is dropped and its point runs again", file=sys.stderr)
     return record
 
 
 def grid_worker(study: optuna.Study, device: str, pm: Any, specs: list[TrialSpec], poll: float = 1.0) -> int:
-    """Run grid points until none is waiting or running; returns how many this worker ran."""
+    """Run grid points until none is waiting or running; returns how many this worker ran.
+
+    A storage that goes away is waited for (STORAGE_PATIENCE), then the worker stops with one
+    line; points it had claimed are reaped and rerun when the sweep resumes.
+    """
     ran = 0
     while True:
-        reap_dead_trials(study)
-        enqueue_missing(study, specs)  # points of workers that died are queued again
-        trial = claim(study)
+        trial, busy = retrying(lambda: _next_point(study, specs), "looking for a grid point to run")
         if trial is not None:
             run_point(study, trial, device, pm)
             ran += 1
             continue
-        if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        if not busy:
             return ran
         time.sleep(poll)  # others are running: stay to pick up a point if one of them dies
+
+
+def _next_point(study: optuna.Study, specs: list[TrialSpec]) -> tuple[FrozenTrial | None, bool]:
+    """(a claimed trial or None, whether any trial is still waiting or running)."""
+    reap_dead_trials(study)
+    enqueue_missing(study, specs)  # points of workers that died are queued again
+    trial = claim(study)
+    if trial is not None:
+        return trial, True
+    return None, bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)))
 
 
 def search_worker(study: optuna.Study, device: str, pm: Any, config: SweepConfig,

@@ -1,10 +1,11 @@
 """Training throughput: ganbench's Trainer against a minimal hand-written PyTorch loop.
 
 Both loops train the same GAN (built through the registry and deep-copied, so both start from
-identical weights) on the same data with the same non-saturating loss, Adam settings and batch
-size, and consume one seeded random stream in the same order. They compute the same thing, and
-the script checks it: both must produce bit-identical losses at every step and end with
-bit-identical weights ("same result" column; exit status 1 otherwise).
+identical weights) on the same data with the same non-saturating loss, the same optimizer (the
+trainer's Adam class and settings, copied) and batch size, and consume one seeded random stream
+in the same order. They compute the same thing, and the script checks it: both must produce
+bit-identical losses at every step and end with bit-identical weights ("same result" column;
+exit status 1 otherwise).
 
 Columns:
 - ``trainer``: ``Trainer.iteration`` driven the way ``_Loop.run`` drives it, including the
@@ -115,12 +116,13 @@ def real_batch_drawer(dataset: Any) -> Callable[[int, torch.Generator], Tensor]:
 class HandLoop:
     """What one would write by hand: sample, D step on detached fakes, G step through frozen D."""
 
-    def __init__(self, G: nn.Module, D: nn.Module, dataset: Any, spec: TrialSpec):
+    def __init__(self, G: nn.Module, D: nn.Module, dataset: Any, spec: TrialSpec, like: Trainer):
         self.G, self.D, self.spec = G, D, spec
         self.draw = real_batch_drawer(dataset)
-        betas = (spec.beta1, spec.beta2)
-        self.opt_d = torch.optim.Adam(D.parameters(), lr=spec.lr_d, betas=betas)
-        self.opt_g = torch.optim.Adam(G.parameters(), lr=spec.lr_g, betas=betas)
+        # The trainer's optimizer class with its exact settings (lr, betas, and the foreach/fused
+        # implementation choice, which changes speed), so only the loop around it differs.
+        self.opt_d = type(like.opt_d)(D.parameters(), **like.opt_d.defaults)
+        self.opt_g = type(like.opt_g)(G.parameters(), **like.opt_g.defaults)
         self.gen = torch.Generator().manual_seed(spec.seed)
 
     def step(self) -> Losses:
@@ -173,7 +175,7 @@ def build_pair(setup: Setup, total_steps: int, pm: Any) -> tuple[TrainerLoop, Ha
     schedule = reg["schedule"].create(spec.schedule, dict(spec.schedule_params))
     # Trainer.iteration never evaluates, so the evaluator is not needed here.
     trainer = Trainer(spec, Components(dataset, gan, loss, schedule, None), torch.device("cpu"))
-    return TrainerLoop(trainer, pm), HandLoop(hand_gan.generator, hand_gan.discriminator, dataset, spec)
+    return TrainerLoop(trainer, pm), HandLoop(hand_gan.generator, hand_gan.discriminator, dataset, spec, trainer)
 
 
 def same_weights(a: TrainerLoop, b: HandLoop) -> bool:

@@ -17,9 +17,9 @@ Columns:
   are timed between calls of its ``progress`` callback, so building and evaluating are left out;
   the hand-written loop it is compared with runs one iteration inside each of those calls.
 
-The loops are interleaved iteration by iteration (the order alternates every round): on a
-machine whose speed drifts with other jobs' load, block-wise repeats were seen to swing the ratio
-by +-10%, while two copies of the same loop interleaved this way agree within 1%. ``--repeats``
+The loops are interleaved iteration by iteration (for the trainer the order alternates every
+round): on a machine whose speed drifts with other jobs' load, block-wise repeats were seen to
+swing the ratio by +-10%, while two copies of the same loop interleaved this way agree within 2%. ``--repeats``
 splits the run into chunks of ``--steps`` iterations; the table shows the median over chunks.
 
     python benchmarks/trainer_throughput.py                 # ~1-2 minutes on one core
@@ -189,7 +189,8 @@ def same_weights(a: TrainerLoop, b: HandLoop) -> bool:
 
 @dataclass
 class Chunk:
-    """Per-iteration seconds and losses of two loops run side by side."""
+    """Per-iteration seconds of ganbench (``ours``) and of the hand loop run side by side, and
+    whether the two produced the same losses (and, for the trainer, the same final weights)."""
 
     ours: list[float]
     hand: list[float]

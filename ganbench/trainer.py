@@ -62,54 +62,71 @@ class ScoreTap(nn.Module):
     def __init__(self, discriminator: nn.Module):
         super().__init__()
         self.discriminator = discriminator
-        self.real: Tensor | None = None
-        self.fake: Tensor | None = None
-        self.on_real: Tensor | None = None
-        self.on_fake: Tensor | None = None
+        # [real, fake, on_real, on_fake] in a plain list: nn.Module.__setattr__ inspects every
+        # Tensor assigned to a module attribute, which cost more than the wrapped call itself.
+        object.__setattr__(self, "_seen", [None, None, None, None])
+
+    @property
+    def on_real(self) -> Tensor | None:
+        return self._seen[2]
+
+    @property
+    def on_fake(self) -> Tensor | None:
+        return self._seen[3]
 
     def watch(self, real: Tensor, fake: Tensor) -> None:
-        self.real, self.fake, self.on_real, self.on_fake = real, fake, None, None
+        self._seen[:] = (real, fake, None, None)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.discriminator(x)
-        if x is self.real:
-            self.on_real = out.detach()
-        elif x is self.fake:
-            self.on_fake = out.detach()
+        seen = self._seen
+        if _same(x, seen[0]):
+            seen[2] = out.detach()
+        elif _same(x, seen[1]):
+            seen[3] = out.detach()
         return out
 
 
-def grad_norm(params: list[nn.Parameter]) -> Tensor:
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+def _same(x: Tensor, batch: Tensor | None) -> bool:
+    """x is this batch, or a detached view of it (as R1 makes to differentiate w.r.t. the input)."""
+    return batch is not None and (x is batch or (x.data_ptr() == batch.data_ptr() and x.shape == batch.shape))
 
 
 class StepLog:
-    """Per-iteration statistics as device tensors; averaged per eval window on the host."""
+    """Per-iteration statistics, one device tensor per iteration: d_loss, g_loss, D accuracy on
+    real and on fake, then the norm of each D gradient tensor and of each G gradient tensor. The
+    two global gradient norms are reduced per eval window (vectorised), not per step."""
 
     FIELDS = ("d_loss", "g_loss", "d_acc_real", "d_acc_fake", "d_grad_norm", "g_grad_norm")
 
-    def __init__(self) -> None:
-        self.rows: dict[str, list[Tensor]] = {f: [] for f in self.FIELDS}
+    def __init__(self, n_d_grads: int = 0) -> None:
+        self.rows: list[Tensor] = []
+        self.n_d_grads = n_d_grads
         self.window_start = 0
 
-    def add(self, **values: Tensor) -> None:
-        for name, value in values.items():
-            self.rows[name].append(value.detach().float().reshape(()))
+    def add(self, row: Tensor) -> None:
+        self.rows.append(row)
+
+    def losses(self, start: int = 0) -> Tensor:
+        """(steps, 2) tensor of D and G losses from iteration ``start`` on."""
+        return torch.stack([r[:2] for r in self.rows[start:]]) if self.rows[start:] else torch.empty(0, 2)
 
     def losses_host(self) -> dict[str, list[float]]:
-        return {f: torch.stack(v).tolist() if v else [] for f, v in self.rows.items() if f.endswith("loss")}
+        d_g = self.losses().float().cpu()
+        return {"d_loss": d_g[:, 0].tolist(), "g_loss": d_g[:, 1].tolist()}
 
     def close_window(self) -> dict[str, float]:
         """Mean of each field since the last call (one host sync)."""
-        out = {}
-        for name, values in self.rows.items():
-            window = values[self.window_start:]
-            out[name] = torch.stack(window).mean().item() if window else math.nan
-        self.window_start = len(self.rows["d_loss"])
-        return out
+        rows = self.rows[self.window_start:]
+        self.window_start = len(self.rows)
+        if not rows:
+            return {name: math.nan for name in self.FIELDS}
+        window = torch.stack(rows).float()
+        split = 4 + self.n_d_grads
+        d_norm = torch.linalg.vector_norm(window[:, 4:split], dim=1) if split > 4 else torch.zeros(len(rows))
+        g_norm = torch.linalg.vector_norm(window[:, split:], dim=1) if window.shape[1] > split else torch.zeros(len(rows))
+        means = torch.cat([window[:, :4].mean(0), d_norm.mean().reshape(1), g_norm.mean().reshape(1)]).tolist()
+        return dict(zip(self.FIELDS, means))
 
 
 class Trainer:
@@ -126,7 +143,7 @@ class Trainer:
         self.d_params, self.g_params = list(self.D.parameters()), list(self.G.parameters())
         self.ema = copy.deepcopy(self.G).eval().requires_grad_(False) if parts.schedule.ema_decay else None
         self.gen = torch.Generator(device).manual_seed(spec.seed)
-        self.log = StepLog()
+        self.log = StepLog(n_d_grads=len(self.d_params))
         self.d_steps_done = self.g_steps_done = 0
         self.images_seen = 0
         self.threshold = float(getattr(parts.loss, "decision_threshold", 0.0))
@@ -151,19 +168,23 @@ class Trainer:
     def g_step(self, real: Tensor) -> Tensor:
         fake = self.G(self.parts.gan.sample_z(self.spec.batch_size, self.device, self.gen))
         self.opt_g.zero_grad(set_to_none=True)
-        self.D.requires_grad_(False)  # gradients flow through D into G, but D's own stay untouched
+        self._freeze_d(True)  # gradients flow through D into G, but D's own stay untouched
         try:
             self.tap.watch(real, fake)
             loss = self.parts.loss.g_loss(self.tap, real, fake)
             loss.backward()
         finally:
-            self.D.requires_grad_(True)
+            self._freeze_d(False)
         self.opt_g.step()
         self.g_steps_done += 1
         if self.ema is not None:
             from .builtin.schedules import update_ema
             update_ema(self.ema, self.G, self.parts.schedule.ema_decay)
         return loss
+
+    def _freeze_d(self, frozen: bool) -> None:
+        for p in self.d_params:  # the cached list: D.requires_grad_() walks the module tree every call
+            p.requires_grad_(not frozen)
 
     def iteration(self, step: int) -> tuple[Tensor, Tensor]:
         plan = self.parts.schedule.plan(step, self.spec.steps)
@@ -174,12 +195,15 @@ class Trainer:
         for _ in range(plan.d_steps):
             d_loss, real = self.d_step()
         on_real, on_fake = self.tap.on_real, self.tap.on_fake
-        d_norm = grad_norm(self.d_params)
         for _ in range(plan.g_steps):
             g_loss = self.g_step(real)
-        self.log.add(d_loss=d_loss, g_loss=g_loss, d_grad_norm=d_norm, g_grad_norm=grad_norm(self.g_params),
-                     d_acc_real=_accuracy(on_real, self.threshold, True),
-                     d_acc_fake=_accuracy(on_fake, self.threshold, False))
+        # D is frozen in G steps, so D's gradients are still those of its last update: one
+        # _foreach_norm covers both networks (absent gradients count as norm 0).
+        grads = [p.grad if p.grad is not None else p.new_zeros(()) for p in self.d_params + self.g_params]
+        self.log.add(torch.stack([d_loss.detach().float(), g_loss.detach().float(),
+                                  _accuracy(on_real, self.threshold, True, d_loss.device),
+                                  _accuracy(on_fake, self.threshold, False, d_loss.device),
+                                  *torch._foreach_norm(grads)]))
         return d_loss, g_loss
 
     # -- evaluation -----------------------------------------------------------------------------
@@ -202,18 +226,10 @@ class Trainer:
         return torch.cat(out) if out else torch.empty(0)
 
 
-def _accuracy(scores: Tensor | None, threshold: float, real: bool) -> Tensor:
+def _accuracy(scores: Tensor | None, threshold: float, real: bool, device: torch.device) -> Tensor:
     if scores is None:
-        return torch.tensor(math.nan)
-    said_real = scores > threshold
-    return (said_real if real else ~said_real).float().mean()
-
-
-def _first_nonfinite(values: list[float]) -> int | None:
-    for i, v in enumerate(values):
-        if not math.isfinite(v):
-            return i
-    return None
+        return torch.tensor(math.nan, device=device)
+    return torch.mean(scores > threshold if real else scores <= threshold, dtype=torch.float32)
 
 
 def train(spec: TrialSpec, device: str | torch.device = "cpu", pm: Any = None, *,
@@ -258,7 +274,11 @@ class _Loop:
         for step in range(spec.steps):
             d_loss, g_loss = t.iteration(step)
             self.steps_done = step + 1
-            if self.steps_done % self.check_every == 0 or self.steps_done == spec.steps:
+            if self.check_every == 1:  # CPU: reading two scalars costs ~1 us, no log slicing
+                if not (math.isfinite(d_loss.item()) and math.isfinite(g_loss.item())):
+                    self.diverged_step = self.steps_done
+                    break
+            elif self.steps_done % self.check_every == 0 or self.steps_done == spec.steps:
                 if self._check_divergence():
                     break
             if t.progress:
@@ -277,10 +297,9 @@ class _Loop:
             torch.cuda.synchronize(self.t.device)
 
     def _check_divergence(self) -> bool:
-        log = self.t.log.rows
         start = self.steps_done - self.check_every if self.check_every > 1 else self.steps_done - 1
-        recent = torch.stack([torch.stack(log["d_loss"][start:]), torch.stack(log["g_loss"][start:])]).cpu()
-        finite = torch.isfinite(recent).all(dim=0).tolist()
+        recent = self.t.log.losses(start).cpu()
+        finite = torch.isfinite(recent).all(dim=1).tolist()
         if all(finite):
             return False
         self.diverged_step = start + finite.index(False) + 1  # steps count from 1, like eval points

@@ -154,3 +154,10 @@ def test_nonfinite_loss_is_a_diverged_result_at_the_right_step():
     assert record["convergence"]["diverged_step"] == 8  # the 8th iteration made the first NaN
     assert record["steps_done"] == 8  # stopped right there
     assert len(record["losses"]["d_loss"]) == 8 and math.isnan(record["losses"]["d_loss"][7])
+
+
+def test_d_accuracy_is_measured_with_r1_penalty_too():
+    spec = TrialSpec(dataset="ring", arch="mlp", arch_params={"hidden": 16}, steps=20, eval_every=20,
+                     batch_size=16, loss_params={"r1_gamma": 1.0}, metric_params={"point_metrics": {"num_samples": 200}})
+    point = train(spec)["curve"][-1]
+    assert 0.0 <= point["d_acc_real"] <= 1.0 and 0.0 <= point["d_acc_fake"] <= 1.0

@@ -120,10 +120,14 @@ def _engine_kwargs(url: str) -> dict[str, Any] | None:
     if url.startswith("sqlite"):
         return None
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if url.startswith("postgresql") and "connect_timeout" not in url:
-        kwargs["connect_args"] = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30,
-                                  "keepalives_interval": 10, "keepalives_count": 3}
+    if url.startswith("postgresql"):
+        given = sqlalchemy.engine.make_url(url).query  # the URL's own ?connect_timeout=... wins
+        kwargs["connect_args"] = {k: v for k, v in _PG_CONNECT.items() if k not in given}
     return kwargs
+
+
+_PG_CONNECT = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+               "keepalives_count": 3}
 
 
 def retrying(action: Callable[[], T], what: str, patience: float | None = None) -> T:

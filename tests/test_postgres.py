@@ -219,7 +219,7 @@ def wait_for_completed(url: str, study: str, at_least: int) -> dict[int, float]:
 
 
 def test_a_server_restart_mid_sweep_is_waited_out_and_nothing_is_lost(tmp_path, postgres_url, pg_ctl):
-    config = write_config(tmp_path, ("nonsaturating", "hinge"), (0, 1), steps=300)
+    config = write_config(tmp_path, ("nonsaturating", "hinge"), (0, 1), steps=100)
     study = new_study(tmp_path, postgres_url, config)
     sweep = ganbench(tmp_path, "run", "--grid", "--config", config, "--study", study, "--storage", postgres_url,
                      "--workers", "2", "--quiet", background=True)
@@ -238,7 +238,7 @@ def test_a_server_restart_mid_sweep_is_waited_out_and_nothing_is_lost(tmp_path, 
 
 
 def test_workers_that_lose_the_server_stop_with_one_line_and_a_rerun_resumes(tmp_path, postgres_url, pg_ctl):
-    config = write_config(tmp_path, ("nonsaturating", "hinge"), (0, 1), steps=300)
+    config = write_config(tmp_path, ("nonsaturating", "hinge"), (0, 1), steps=100)
     study = new_study(tmp_path, postgres_url, config)
     impatient = {"GANBENCH_STORAGE_PATIENCE": "2"}
     sweep = ganbench(tmp_path, "run", "--grid", "--config", config, "--study", study, "--storage", postgres_url,
@@ -254,7 +254,7 @@ def test_workers_that_lose_the_server_stop_with_one_line_and_a_rerun_resumes(tmp
     logs = "".join(p.read_text() for p in (tmp_path / "results" / study / "logs").glob("*.log"))
     assert "ganbench: error: lost the storage while" in logs and "Traceback" not in logs + err
     resumed = ganbench(tmp_path, "run", "--grid", "--config", config, "--study", study, "--storage", postgres_url,
-                       "--workers", "2", "--quiet")
+                       "--workers", "1", "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     assert "4 completed, 0 failed of 4" in resumed.stdout
     assert_each_point_completed_once(postgres_url, study, 4)

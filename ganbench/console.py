@@ -97,6 +97,9 @@ def ranking_table(records: list[dict], title: str) -> Table:
         table.add_column("no finished trials")
         return table
     board = display_columns(leaderboard(records, force=True))
+    # the first columns a person reads; the full table is `ganbench leaderboard`
+    board = board[[c for c in ("rank", "config", "mean", "std", "n", "failed", "diverged", "collapsed",
+                               "images_per_s") if c in board.columns]]
     metric = board.attrs.get("metric", "")
     for col in board.columns:
         table.add_column(f"{col} ({metric})" if col == "mean" else col, overflow="fold")

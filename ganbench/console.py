@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from typing import Any, Callable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-console = Console(highlight=False)
+# Piped output (CI logs, files) gets a wide table instead of rich's 80-column default.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True, highlight=False)
 
 

@@ -13,7 +13,6 @@ import shlex
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -22,40 +21,13 @@ import pytest
 from optuna.trial import TrialState
 
 from ganbench.store import load_study
+from sweep_helpers import ganbench, write_sweep
 
 pytestmark = pytest.mark.postgres
-HERE = Path(__file__).parent
-
-CONFIG = """
-name = "pg"
-[trial]
-dataset = "ring"
-arch = "mlp"
-steps = {steps}
-eval_every = 0
-batch_size = 32
-z_dim = 4
-"arch.hidden" = 16
-"metric.point_metrics.num_samples" = 200
-[grid]
-loss = {losses}
-seed = {seeds}
-"""
 
 
 def write_config(tmp_path: Path, losses: tuple[str, ...], seeds: tuple[int, ...], steps: int = 30) -> str:
-    path = tmp_path / "sweep.toml"
-    path.write_text(CONFIG.format(losses=json.dumps(list(losses)), seeds=json.dumps(list(seeds)), steps=steps))
-    return str(path)
-
-
-def ganbench(tmp_path: Path, *args: str, env: dict[str, str] | None = None, background: bool = False):
-    full_env = {**os.environ, "GANBENCH_RESULTS": str(tmp_path / "results"), **(env or {})}
-    cmd = [sys.executable, "-m", "ganbench", *args]
-    if background:  # own session: a SIGKILL to the group takes the process and anything it started
-        return subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
-    return subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=600)
+    return str(write_sweep(tmp_path, losses=losses, seeds=seeds, steps=steps, name="pg"))
 
 
 def new_study(tmp_path: Path, url: str, config: str, env: dict[str, str] | None = None) -> str:

@@ -5,52 +5,19 @@ import collections
 import json
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 from optuna.trial import TrialState
 
 from ganbench.store import load_study
+from sweep_helpers import ganbench, write_sweep
 
-HERE = Path(__file__).parent
-
-SMALL = """
-name = "small"
-plugins = {plugins}
-[trial]
-dataset = "ring"
-arch = "mlp"
-steps = {steps}
-eval_every = 0
-batch_size = 32
-z_dim = 4
-"arch.hidden" = 16
-"metric.point_metrics.num_samples" = 200
-[grid]
-loss = {losses}
-seed = [0, 1]
-"""
 
 
 def write_config(tmp_path: Path, losses=("nonsaturating", "hinge", "least_squares"), steps=30, plugins=()) -> Path:
-    path = tmp_path / "sweep.toml"
-    path.write_text(SMALL.format(losses=json.dumps(list(losses)), steps=steps, plugins=json.dumps(list(plugins))))
-    return path
-
-
-def ganbench(tmp_path: Path, *args: str, background: bool = False):
-    env = {**os.environ, "GANBENCH_RESULTS": str(tmp_path / "results"),
-           "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "ganbench", *args]
-    if background:
-        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    return write_sweep(tmp_path, losses=losses, steps=steps, plugins=plugins)
 
 
 def trials_by_point(tmp_path: Path, study: str = "small") -> dict[str, list]:

@@ -27,7 +27,9 @@ pytestmark = pytest.mark.postgres
 
 
 def write_config(tmp_path: Path, losses: tuple[str, ...], seeds: tuple[int, ...], steps: int = 30) -> str:
-    return str(write_sweep(tmp_path, losses=losses, seeds=seeds, steps=steps, name="pg"))
+    # stalling_plugin holds trials at their start in processes given GANBENCH_TEST_STALL (kill tests)
+    return str(write_sweep(tmp_path, losses=losses, seeds=seeds, steps=steps, name="pg",
+                           plugins=("stalling_plugin",)))
 
 
 def new_study(tmp_path: Path, url: str, config: str, env: dict[str, str] | None = None) -> str:
@@ -119,15 +121,16 @@ FAST_HEARTBEAT = {"GANBENCH_HEARTBEAT_INTERVAL": "1", "GANBENCH_GRACE_PERIOD": "
 
 
 def test_a_worker_killed_on_another_machine_is_found_by_its_heartbeat_and_its_point_rerun_once(tmp_path, postgres_url):
-    config = write_config(tmp_path, ("nonsaturating",), (0, 1), steps=400)
+    config = write_config(tmp_path, ("nonsaturating",), (0, 1), steps=100)
     study = new_study(tmp_path, postgres_url, config)
+    # held at the start of its first trial (stalling_plugin) until killed: mid-trial on any machine
     doomed = ganbench(tmp_path, "worker", "--study", study, "--storage", postgres_url, "--threads", "1",
-                      env={**FAST_HEARTBEAT, "GANBENCH_WORKER_HOST": "doomed-machine"}, background=True)
+                      env={**FAST_HEARTBEAT, "GANBENCH_WORKER_HOST": "doomed-machine", "GANBENCH_TEST_STALL": "1"},
+                      background=True)
     try:
         victim = wait_for(lambda: next((t for t in trials(postgres_url, study) if t.state == TrialState.RUNNING
                                         and t.user_attrs.get("worker", "").startswith("doomed-machine:")), None),
                           timeout=180, what="the doomed worker to start a trial")
-        time.sleep(1.0)  # mid-trial
     finally:
         os.killpg(doomed.pid, signal.SIGKILL)
         doomed.communicate()
@@ -191,7 +194,8 @@ def wait_for_completed(url: str, study: str, at_least: int) -> dict[int, float]:
 
 
 def test_a_server_restart_mid_sweep_is_waited_out_and_nothing_is_lost(tmp_path, postgres_url, pg_ctl):
-    config = write_config(tmp_path, ("nonsaturating", "hinge"), (0, 1), steps=100)
+    # trials of a few seconds, so that the server goes away with some of them still to run
+    config = write_config(tmp_path, ("nonsaturating", "hinge"), (0, 1), steps=2000)
     study = new_study(tmp_path, postgres_url, config)
     sweep = ganbench(tmp_path, "run", "--grid", "--config", config, "--study", study, "--storage", postgres_url,
                      "--workers", "2", "--quiet", background=True)
@@ -210,7 +214,8 @@ def test_a_server_restart_mid_sweep_is_waited_out_and_nothing_is_lost(tmp_path, 
 
 
 def test_workers_that_lose_the_server_stop_with_one_line_and_a_rerun_resumes(tmp_path, postgres_url, pg_ctl):
-    config = write_config(tmp_path, ("nonsaturating", "hinge"), (0, 1), steps=100)
+    # trials of a few seconds, so that the server goes away with some of them still to run
+    config = write_config(tmp_path, ("nonsaturating", "hinge"), (0, 1), steps=2000)
     study = new_study(tmp_path, postgres_url, config)
     impatient = {"GANBENCH_STORAGE_PATIENCE": "2"}
     sweep = ganbench(tmp_path, "run", "--grid", "--config", config, "--study", study, "--storage", postgres_url,

@@ -52,8 +52,10 @@ def test_grid_with_two_workers_runs_each_point_exactly_once_and_resumes(tmp_path
 
 
 def test_killed_worker_point_is_rerun_once(tmp_path):
-    config = write_config(tmp_path, losses=("nonsaturating", "hinge"), steps=3000)
-    proc = ganbench(tmp_path, "run", "--grid", "--config", str(config), "--workers", "1", "--quiet", background=True)
+    # the stalling plugin holds the first trial until the kill: mid-trial on any machine
+    config = write_config(tmp_path, losses=("nonsaturating", "hinge"), steps=200, plugins=("stalling_plugin",))
+    proc = ganbench(tmp_path, "run", "--grid", "--config", str(config), "--workers", "1", "--quiet",
+                    env={"GANBENCH_TEST_STALL": "1"}, background=True)
     journal = tmp_path / "results/small/study.journal"
     deadline = time.time() + 120
     victim = None
@@ -65,13 +67,11 @@ def test_killed_worker_point_is_rerun_once(tmp_path):
             if running:
                 victim = int(running[0].user_attrs["worker"].rsplit(":", 1)[1])
     assert victim is not None, "no trial started"
-    time.sleep(1.0)  # mid-trial
     os.kill(victim, signal.SIGKILL)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     states = [t.state for ts in trials_by_point(tmp_path).values() for t in ts]
     assert TrialState.RUNNING in states  # the killed trial was left running
-    write_config(tmp_path, losses=("nonsaturating", "hinge"), steps=3000)
     result = ganbench(tmp_path, "run", "--grid", "--config", str(config), "--workers", "2", "--quiet")
     assert result.returncode == 0, result.stderr
     by_point = trials_by_point(tmp_path)

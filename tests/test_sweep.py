@@ -33,8 +33,10 @@ def completed_points(by_point: dict) -> collections.Counter:
 
 
 def test_grid_with_two_workers_runs_each_point_exactly_once_and_resumes(tmp_path):
-    config = write_config(tmp_path)
-    result = ganbench(tmp_path, "run", "--grid", "--config", str(config), "--workers", "2", "--quiet")
+    # each trial lasts >= 2 s, so that the second worker gets a share however fast the first one trains
+    config = write_config(tmp_path, plugins=("stalling_plugin",))
+    result = ganbench(tmp_path, "run", "--grid", "--config", str(config), "--workers", "2", "--quiet",
+                      env={"GANBENCH_TEST_TRIAL_DELAY": "2"})
     assert result.returncode == 0, result.stderr
     by_point = trials_by_point(tmp_path)
     assert len(by_point) == 6

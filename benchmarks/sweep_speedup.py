@@ -34,14 +34,14 @@ def run_sweep(sweep: str, workers: int, overrides: list[str], env: dict[str, str
 
 
 def warm_cache(sweep: str, env: dict[str, str]) -> None:
-    """Train/cache the dataset's feature extractor once, outside the timed runs."""
-    code = ("from ganbench.config import load_config; from ganbench.plugins import get_plugin_manager;"
-            "from ganbench.evaluation import Evaluator, build_metrics; import torch;"
-            f"c = load_config(name={sweep!r}); pm = get_plugin_manager(c.plugins); s = c.grid_specs(pm)[0];"
-            "d = pm.registries['dataset'].create(s.dataset, dict(s.dataset_params));"
-            "e = Evaluator(build_metrics(pm, s, d), d, torch.device('cpu'));"
-            "e(lambda n: d.reference(n) if hasattr(d, 'reference') else None)")
-    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    """Train/cache the dataset's feature extractor and reference statistics once, outside the timed
+    runs: the same sweep at one step per trial, through the same code path the timed runs take."""
+    with tempfile.TemporaryDirectory(prefix="gb-speedup-warm-") as tmp:
+        cmd = [sys.executable, "-m", "ganbench", "run", "--grid", "--sweep", sweep, "--workers", "1", "--quiet",
+               "--set", "steps=1", "--set", "eval_every=0"]
+        result = subprocess.run(cmd, env={**env, "GANBENCH_RESULTS": tmp}, capture_output=True, text=True)
+        if result.returncode != 0:
+            sys.exit(f"warm-up sweep failed:\n{result.stderr[-2000:]}")
 
 
 def main() -> None:

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .api import GanbenchError
 from .leaderboard import protocol_difference, trials_frame
@@ -62,6 +61,8 @@ def welch_p_value(base: np.ndarray, new: np.ndarray) -> float:
     """Two-sided Welch t-test p-value; exact answers where both sides have no spread."""
     if np.std(base) == 0 and np.std(new) == 0:
         return 1.0 if np.mean(base) == np.mean(new) else 0.0
+    from scipy import stats  # here, not at import: scipy.stats would slow every ganbench command
+
     return float(stats.ttest_ind(new, base, equal_var=False).pvalue)
 
 

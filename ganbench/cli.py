@@ -43,6 +43,8 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core); small models "
+                   "train fastest on 1, and on a busy machine extra threads spin-wait and can be many times slower")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any setting: batch_size=128, loss.gp_weight=5, arch.spectral_norm=true ...")
     p.add_argument("--inception-weights", metavar="PATH", help="InceptionV3 weights file for true FID")
@@ -59,6 +61,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .trainer import train
 
     _inception_env(args)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise GanbenchError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     pm = get_plugin_manager(args.plugins)
     spec = TrialSpec(dataset=args.dataset, arch=args.arch, loss=args.loss, schedule=args.schedule,
                      steps=args.steps, seed=args.seed).with_overrides(parse_assignments(args.overrides))

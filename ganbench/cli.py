@@ -73,9 +73,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec = spec.validated(pm)
     _warn_broken(pm)  # after validation: a run that needs the broken plugin fails in one line above
     out = args.output or RESULTS_DIR / "train" / f"{spec.dataset}-{spec.arch}-{spec.loss}-{spec.schedule}-s{spec.seed}-{spec.key()}"
-    with progress_bar(spec.steps, f"{spec.loss} on {spec.dataset}", disable=args.quiet) as advance:
-        record = train(spec, args.device, pm, progress=advance)
-    out.mkdir(parents=True, exist_ok=True)
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)  # before training: an unwritable --output fails now, not after it
+    try:
+        with progress_bar(spec.steps, f"{spec.loss} on {spec.dataset}", disable=args.quiet) as advance:
+            record = train(spec, args.device, pm, progress=advance)
+    except BaseException:
+        if made and not any(out.iterdir()):
+            out.rmdir()  # a run that never started leaves no empty folder behind
+        raise
     (out / "record.json").write_text(json.dumps(record, indent=1, default=float))
     samples = record.get("samples") or {}
     if samples.get("values"):
@@ -201,6 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except GanbenchError as exc:
         print(f"ganbench: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an unwritable or missing results folder, a full disk: the user's to fix
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) not in str(exc) else ""
+        print(f"ganbench: error: {exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ganbench: interrupted; results written so far are kept", file=sys.stderr)

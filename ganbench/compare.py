@@ -4,8 +4,10 @@
 for each one compares the metric and the throughput (images/s, higher is better).
 
 Decision rule, per configuration and check: NEW is a *regression* when it is worse than BASE by
-more than the relative tolerance **and**, where both sides have at least two seeds, a Welch
+more than the relative tolerance **and**, where both sides have at least three seeds, a Welch
 t-test (scipy) rejects equal means at level alpha; with fewer seeds the tolerance alone decides.
+(With two seeds a side the test has about one degree of freedom: a tenfold regression whose
+spread grows with its mean gets p ~ 0.1, so two seeds would mean that nothing is ever flagged.)
 An *improvement* is the mirror image; anything else is *no change*. A configuration whose share
 of failed or diverged trials grew is a regression too.
 
@@ -57,6 +59,10 @@ class Comparison:
 
 # -- the decision -----------------------------------------------------------------------------------
 
+#: Seeds each side needs before the Welch test (rather than the tolerance alone) decides.
+MIN_SEEDS_FOR_TEST = 3
+
+
 def welch_p_value(base: np.ndarray, new: np.ndarray) -> float:
     """Two-sided Welch t-test p-value; exact answers where both sides have no spread."""
     if np.std(base) == 0 and np.std(new) == 0:
@@ -78,7 +84,8 @@ def decide(base: np.ndarray, new: np.ndarray, lower_is_better: bool, tolerance: 
     scale = abs(row["base_mean"])
     relative = delta / scale if scale > 0 else (0.0 if delta == 0 else math.copysign(math.inf, delta))
     gain = -relative if lower_is_better else relative  # > 0: NEW is better
-    p_value = welch_p_value(base, new) if len(base) >= 2 and len(new) >= 2 else math.nan
+    tested = min(len(base), len(new)) >= MIN_SEEDS_FOR_TEST
+    p_value = welch_p_value(base, new) if tested else math.nan
     significant = math.isnan(p_value) or p_value < alpha
     verdict = "no change"
     if significant and gain < -tolerance:
@@ -233,7 +240,7 @@ def rule(c: Comparison) -> str:
     direction = "lower" if c.lower_is_better else "higher"
     return (f"{c.metric}: {direction} is better; images_per_s: higher is better. A regression is a change for the "
             f"worse beyond the tolerance ({c.tolerance:.0%} for {c.metric}, {c.throughput_tolerance:.0%} for "
-            f"images/s) that, where both sides have >= 2 seeds, a Welch t-test also finds significant "
+            f"images/s) that, where both sides have >= {MIN_SEEDS_FOR_TEST} seeds, a Welch t-test also finds significant "
             f"(alpha = {c.alpha:g}); a higher share of failed or diverged trials is a regression too.")
 
 

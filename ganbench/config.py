@@ -65,7 +65,7 @@ class SweepConfig:
         for key, rng in dict(data.get("search", {})).items():
             if not isinstance(rng, dict) or not (set(rng) <= SEARCH_KEYS) or not ({"low", "high"} <= set(rng) or "choices" in rng):
                 raise GanbenchError(f"{source}: search range {key!r} must be a table with low/high (log, step) or choices")
-            search[key] = dict(rng)
+            search[key] = _checked_range(key, dict(rng), source)
         for key in ("trial",):
             if not isinstance(data.get(key, {}), dict):
                 raise GanbenchError(f"{source}: [{key}] must be a table")
@@ -80,14 +80,47 @@ class SweepConfig:
 
     def grid_specs(self, pm: Any, overrides: Mapping[str, Any] = {}) -> list[TrialSpec]:
         """Every distinct grid point as a validated TrialSpec, in a stable order."""
+        return _expand(self.base_spec(overrides), self.grid, pm, "grid axis")
+
+    def check_search(self, pm: Any, overrides: Mapping[str, Any] = {}) -> None:
+        """Validate each [search] range before anything trains: its key names a setting or a
+        parameter of a component in the sweep, and its end points (or choices) are valid values."""
         base = self.base_spec(overrides)
-        axes = list(self.grid)
-        seen: dict[str, TrialSpec] = {}
-        for values in itertools.product(*(self.grid[a] for a in axes)):
-            point = dict(zip(axes, values))
-            spec = apply_point(base, point, pm)
-            seen.setdefault(spec.key(), spec)
-        return list(seen.values())
+        for key, rng in self.search.items():
+            values = tuple(rng["choices"]) if "choices" in rng else (rng["low"], rng["high"])
+            _expand(base, {**self.grid, key: values}, pm, "search range")
+
+
+def _expand(base: TrialSpec, grid: Mapping[str, tuple[Any, ...]], pm: Any, what: str) -> list[TrialSpec]:
+    """The distinct validated specs of a grid; a parameter axis that no component in the grid takes
+    is an error (a misspelling would otherwise be dropped from every point)."""
+    axes = list(grid)
+    seen: dict[str, TrialSpec] = {}
+    used: set[str] = set()
+    for values in itertools.product(*(grid[a] for a in axes)):
+        spec = apply_point(base, dict(zip(axes, values)), pm, used)
+        seen.setdefault(spec.key(), spec)
+    for axis in axes:
+        if "." in axis and axis not in used:
+            head, _, param = axis.partition(".")
+            kind = COMPONENTS[head]
+            names = sorted({getattr(s, head) for s in seen.values()})
+            takes = "; ".join(f"{n}: {', '.join(pm.registries[kind].get(n).params) or 'none'}" for n in names)
+            raise GanbenchError(f"{what} {axis!r}: no {kind} in the sweep has a parameter {param!r} ({takes})")
+    return list(seen.values())
+
+
+def _checked_range(key: str, rng: dict[str, Any], source: str) -> dict[str, Any]:
+    if "choices" in rng:
+        if not isinstance(rng["choices"], list) or not rng["choices"]:
+            raise GanbenchError(f"{source}: search range {key!r}: choices must be a non-empty list")
+        return rng
+    low, high = rng["low"], rng["high"]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or not low < high:
+        raise GanbenchError(f"{source}: search range {key!r}: need numbers low < high, got low={low!r}, high={high!r}")
+    if rng.get("log") and low <= 0:
+        raise GanbenchError(f"{source}: search range {key!r}: a log range needs low > 0, got {low!r}")
+    return rng
 
 
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -101,10 +134,10 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def apply_point(base: TrialSpec, point: Mapping[str, Any], pm: Any) -> TrialSpec:
+def apply_point(base: TrialSpec, point: Mapping[str, Any], pm: Any, used: set[str] | None = None) -> TrialSpec:
     """Set one grid point on a spec. Component names first, then parameter axes, which are
     dropped where the chosen component has no such parameter (so `loss.gp_weight` only
-    multiplies the losses that take it)."""
+    multiplies the losses that take it); the keys that were applied are added to ``used``."""
     names = {k: v for k, v in point.items() if "." not in k}
     params = {k: v for k, v in point.items() if "." in k}
     spec = base.with_overrides(names)
@@ -116,6 +149,8 @@ def apply_point(base: TrialSpec, point: Mapping[str, Any], pm: Any) -> TrialSpec
             if param not in component.params:
                 continue
         applicable[key] = value
+    if used is not None:
+        used.update(applicable)
     return spec.with_overrides(applicable).validated(pm)
 
 
@@ -125,7 +160,10 @@ def load_config(path: str | Path | None = None, name: str | None = None) -> Swee
         p = Path(path)
         if not p.is_file():
             raise GanbenchError(f"config file not found: {p}")
-        text, source = p.read_text(), str(p)
+        try:
+            text, source = p.read_text(encoding="utf-8"), str(p)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise GanbenchError(f"cannot read config file {p}: {exc}") from None
     else:
         name = name or "default"
         available = shipped_configs()

@@ -33,6 +33,7 @@ finite value come last; ties are broken by the smaller std, then by label.
 from __future__ import annotations
 
 import argparse
+import collections
 import hashlib
 import json
 import math
@@ -162,6 +163,10 @@ def trials_frame(records: Iterable[dict[str, Any]], metric: str | None = None) -
     records = list(records)
     if not records:
         raise GanbenchError("no trial records to rank")
+    metric = metric or _usual_primary(records)  # failed trials have none: they count under the others'
+    if metric and not any(metric in (r.get("metrics") or {}) for r in records) and any(r.get("metrics") for r in records):
+        known = sorted({k for r in records for k in (r.get("metrics") or {})})
+        raise GanbenchError(f"no trial has a metric {metric!r}; the trials have: {', '.join(known)}")
     settings = pd.DataFrame([_config_columns(r.get("spec") or {}) for r in records])
     settings = settings[_ordered_config_columns(settings.columns)]
     outcomes = pd.DataFrame([_trial_row(r, metric) for r in records])
@@ -173,6 +178,11 @@ def trials_frame(records: Iterable[dict[str, Any]], metric: str | None = None) -
     labels = _distinct_labels(outcomes["label"], outcomes["config_key"], settings[varying])
     head = pd.DataFrame({"config_key": outcomes["config_key"], "config": labels})
     return pd.concat([head, settings, outcomes.drop(columns=["config_key", "label"])], axis=1)
+
+
+def _usual_primary(records: list[dict[str, Any]]) -> str | None:
+    primaries = collections.Counter(r["primary"] for r in records if r.get("primary"))
+    return primaries.most_common(1)[0][0] if len(primaries) == 1 else None
 
 
 def _ordered_config_columns(columns: Iterable[str]) -> list[str]:

@@ -260,7 +260,7 @@ def write_report(records: Iterable[dict[str, Any]], study: str, out_dir: str | P
     from . import store
 
     records = list(records)
-    out = Path(out_dir) if out_dir is not None else store.results_dir() / study
+    out = Path(out_dir) if out_dir is not None else store.study_dir(study)
     report = build_report(records, study, metric=metric, force=force)
     board = leaderboard(records, metric=metric, force=force)
     matrix = _matrix(records, metric, force)

@@ -66,7 +66,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
     from .cli import _inception_env, _warn_broken, parse_assignments
     from .config import load_config
     from .plugins import get_plugin_manager
-    from .store import default_storage, redact
+    from .store import default_storage, redact, study_dir
     from .sweep import create_study
 
     _inception_env(args)
@@ -76,6 +76,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
     pm = get_plugin_manager(plugins)
     overrides = parse_assignments(args.overrides)
     study_name = args.study or config.name
+    study_dir(study_name)  # a valid folder name, also where an RDB study's exports and logs go
     storage = args.storage or default_storage(study_name)
     if args.trials < 1:
         raise GanbenchError("--trials must be >= 1")
@@ -165,9 +166,9 @@ def cpu_cores() -> int:
 
 
 def launch(study: str, storage: str, workers: list[tuple[str, int | None]]) -> list[subprocess.Popen]:
-    from .store import results_dir
+    from .store import study_dir
 
-    log_dir = results_dir() / study / "logs"
+    log_dir = study_dir(study) / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     procs = []
     for i, (device, threads) in enumerate(workers):
@@ -211,6 +212,8 @@ def monitor(study: optuna.Study, total: int, procs: list[subprocess.Popen], star
             while any(p.poll() is None for p in procs):
                 time.sleep(1.0)
                 live.update(view())
+        if not console.is_terminal:
+            console.line()  # piped, Live leaves its last frame without a newline: keep the next table apart
     for i, p in enumerate(procs):
         if p.returncode != 0:
             print(f"ganbench: worker {i} exited with status {p.returncode} (see its log under results/<study>/logs/)",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping
 
@@ -115,6 +116,12 @@ class TrialSpec:
                 raise GanbenchError(f"setting {attr!r} must be >= 1, got {getattr(self, attr)}")
         if self.eval_every < 0:
             raise GanbenchError("setting 'eval_every' must be >= 0")
+        for attr in ("lr_d", "lr_g"):
+            if not (math.isfinite(getattr(self, attr)) and getattr(self, attr) > 0):
+                raise GanbenchError(f"setting {attr!r} must be a finite number > 0, got {getattr(self, attr)}")
+        for attr in ("beta1", "beta2"):
+            if not 0 <= getattr(self, attr) < 1:
+                raise GanbenchError(f"setting {attr!r} (Adam) must be in [0, 1), got {getattr(self, attr)}")
         typed = {}
         for attr, kind in COMPONENTS.items():
             registry = pm.registries[kind]

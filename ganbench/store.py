@@ -10,6 +10,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import time
 import warnings
 from contextlib import contextmanager
@@ -58,8 +59,20 @@ def results_dir() -> Path:
     return Path(os.environ.get("GANBENCH_RESULTS", str(RESULTS_DIR)))
 
 
+#: Study names become folder names under results/: no path separators, no leading dot.
+STUDY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}")
+
+
+def study_dir(study: str) -> Path:
+    """results/<study>, for a study name that is a plain folder name (never a path out of results/)."""
+    if not STUDY_NAME.fullmatch(study):
+        raise GanbenchError(f"invalid study name {study!r}: use letters, digits and _ . + - "
+                            "(it names the folder results/<study>/), not starting with '.' or '-'")
+    return results_dir() / study
+
+
 def default_storage(study: str) -> str:
-    return str(results_dir() / study / "study.journal")
+    return str(study_dir(study) / "study.journal")
 
 
 def is_url(storage: str) -> bool:
@@ -214,7 +227,7 @@ def latest_study() -> str:
 
 def export_records(study: str, records: list[dict]) -> Path:
     """Write results/<study>/records.jsonl (an export; the storage stays the source of truth)."""
-    out = results_dir() / study
+    out = study_dir(study)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "records.jsonl"
     tmp = path.with_suffix(".jsonl.tmp")

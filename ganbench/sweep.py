@@ -67,6 +67,8 @@ def create_study(config: SweepConfig, pm: Any, study_name: str, storage: str, *,
     """Validate the whole sweep, create or resume its study, and enqueue the points still to run."""
     specs = config.grid_specs(pm, overrides)
     check_compatibility(specs, pm)
+    if not grid:
+        config.check_search(pm, overrides)
     direction = "minimize" if primary_direction(specs[0], pm) else "maximize"
     study = optuna.create_study(study_name=study_name, storage=open_storage(storage),
                                 direction=direction, load_if_exists=True)
@@ -76,8 +78,11 @@ def create_study(config: SweepConfig, pm: Any, study_name: str, storage: str, *,
     if previous is not None and previous["points"] != sweep["points"]:
         raise GanbenchError(f"study {study_name!r} already exists with a different sweep; "
                             f"choose another --study name or delete its storage ({storage})")
-    if previous is None:
-        study.set_user_attr(SWEEP_ATTR, sweep)
+    if previous is not None and previous["grid"] != grid:
+        kind, flag = ("a grid sweep", "with") if previous["grid"] else ("a TPE search", "without")
+        raise GanbenchError(f"study {study_name!r} is {kind}: rerun it {flag} --grid, or choose another --study name")
+    if previous is None or (not grid and previous["n_trials"] != n_trials):
+        study.set_user_attr(SWEEP_ATTR, sweep)  # a search resumed with another --trials gets that budget
     if grid:
         reap_dead_trials(study)
         enqueue_missing(study, specs, rerun_failed=rerun_failed)

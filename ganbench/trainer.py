@@ -370,7 +370,12 @@ def provenance(spec: TrialSpec, pm: Any) -> dict[str, dict[str, str]]:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise GanbenchError(f"unknown device {str(device)!r}; use cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise GanbenchError(f"device {str(device)!r} is not supported; use cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise GanbenchError(f"device {device} requested but CUDA is not available here; use --device cpu")
     return device

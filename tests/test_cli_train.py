@@ -40,7 +40,11 @@ def test_train_writes_record_and_scatter_plot(tmp_path, capsys):
     (["--arch", "dcgan"], "dcgan"),                                    # incompatible with 2-D points
     (["--dataset", "mnist", "--arch", "mlp", "--set", "dataset.root=/nonexistent"], "/nonexistent"),  # missing data
     (["--threads", "0"], "--threads"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
     (["--steps", "0"], "steps"),
+    (["--set", "lr_d=-1"], "setting 'lr_d' must be a finite number > 0"),
+    (["--set", "lr_g=nan"], "setting 'lr_g' must be a finite number > 0"),
+    (["--set", "beta2=1.5"], "setting 'beta2' (Adam) must be in [0, 1)"),
 ])
 def test_bad_input_is_one_line_and_status_2(tmp_path, capsys, args, says):
     out = tmp_path / "trial"
@@ -48,3 +52,11 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, capsys, args, says):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ganbench: error:") and says in err[0], err
     assert not out.exists()  # nothing trained, nothing written
+
+
+def test_an_unwritable_output_fails_before_training(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert cli.main([*RING, "--output", str(blocker / "trial")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Not a directory" in err[0], err

@@ -181,3 +181,11 @@ def test_the_example_workflow_uses_valid_commands():
         args = parser.parse_args(shlex.split(command)[1:])
         assert args.func in (compare.run_cli, report.run_cli)
     assert args.throughput_tolerance == 0.5 and args.format == "md" and args.output == "compare.md"
+
+
+def test_with_two_seeds_a_side_the_tolerance_decides_so_a_tenfold_regression_is_caught():
+    # a Welch test on 2 + 2 seeds whose spread grows with the mean gives p ~ 0.1: it would pass this
+    base = _report("base", {"A": [4.4, 6.8]})
+    new = _report("new", {"A": [44.0, 68.0]})
+    row = compare_reports(base, new).rows.set_index("check").loc["fd_points"]
+    assert row["verdict"] == "regression" and math.isnan(row["p_value"]) and row["relative"] == pytest.approx(9.0)

@@ -190,3 +190,17 @@ def test_leaderboard_command_errors_are_one_line(study, capsys):
     assert run_command(["leaderboard", "demo", "--by", "colour"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and "no trial records" in err[0] and "--output" in err[1] and "colour" in err[2]
+
+
+def test_a_failed_trial_without_a_primary_metric_counts_under_the_others():
+    # the trainer's failed records name no primary metric (nothing was evaluated)
+    records = [make_record("mlp", seed=0, value=2.0), make_record("mlp", seed=1, value=None, primary=None),
+               make_record("dcgan", seed=0, value=3.0)]
+    board = leaderboard(records)
+    assert board.attrs["metric"] == "fd_points"
+    assert board["failed"].tolist() == [0, 1] and board["n"].tolist() == [1, 1]
+
+
+def test_ranking_by_a_metric_no_trial_has_is_an_error():
+    with pytest.raises(GanbenchError, match="no trial has a metric 'fid'; the trials have: fd_points, modes"):
+        leaderboard(_seeds("mlp", [1.0, 2.0]), metric="fid")

@@ -107,6 +107,11 @@ def test_a_raising_component_fails_one_point_and_the_sweep_goes_on(tmp_path):
     (("steps = 30", 'steps = "many"'), "setting 'steps': expected int"),
     (('"arch.hidden" = 16', '"arch.width" = 16'), "architecture 'mlp' has no parameter 'width'"),
     (('name = "small"', 'name = "small"\ncolour = "red"'), "unknown key 'colour'"),
+    # a misspelled parameter axis matches no component: an error, not silently dropped from every point
+    (("seed = ", '"loss.gpweight" = [1.0, 2.0]\nseed = '), "no loss in the sweep has a parameter 'gpweight'"),
+    (("seed = ", "lr_d = [-1.0, 1e-4]\nseed = "), "setting 'lr_d' must be a finite number > 0, got -1.0"),
+    (("[grid]", "[search]\nlr_d = { low = 1e-3, high = 1e-5 }\n[grid]"), "need numbers low < high"),
+    (('name = "small"', 'name = "../escape"'), "invalid study name '../escape'"),
 ])
 def test_bad_configs_are_one_clear_line_and_exit_2(tmp_path, edit, message):
     config = write_config(tmp_path)
@@ -117,3 +122,28 @@ def test_bad_configs_are_one_clear_line_and_exit_2(tmp_path, edit, message):
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "results/small/records.jsonl").exists()  # nothing trained
+
+
+@pytest.mark.parametrize("search, message", [
+    ('"loss.margn" = { low = 0.5, high = 2.0 }', "no loss in the sweep has a parameter 'margn'"),
+    ("bogus = { low = 1, high = 2 }", "unknown setting 'bogus'"),
+    ("beta1 = { low = 0.5, high = 1.5 }", "setting 'beta1' (Adam) must be in [0, 1), got 1.5"),
+])
+def test_bad_search_ranges_are_rejected_before_a_search_starts(tmp_path, search, message):
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace("[grid]", f"[search]\n{search}\n[grid]", 1))
+    result = ganbench(tmp_path, "run", "--config", str(config), "--trials", "2", "--quiet")
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_search_resumed_with_more_trials_runs_the_extra_ones_and_a_grid_study_stays_a_grid(tmp_path):
+    config = write_config(tmp_path, steps=10)
+    first = ganbench(tmp_path, "run", "--config", str(config), "--trials", "2", "--quiet")
+    assert first.returncode == 0, first.stderr
+    more = ganbench(tmp_path, "run", "--config", str(config), "--trials", "3", "--quiet")
+    assert more.returncode == 0, more.stderr
+    assert sum(len(ts) for ts in trials_by_point(tmp_path).values()) == 3
+    assert "3 completed, 0 failed of 3" in more.stdout
+    as_grid = ganbench(tmp_path, "run", "--grid", "--config", str(config), "--quiet")
+    assert as_grid.returncode == 2 and "is a TPE search: rerun it without --grid" in as_grid.stderr

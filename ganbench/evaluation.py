@@ -21,7 +21,7 @@ from .api import Dataset, GanbenchError, Metric, SampleFn
 #: neither diverged nor collapsed is "unstable" rather than "converged".
 UNSTABLE_THRESHOLD = 0.2
 #: A lower-is-better metric "blows up" when it ends above this multiple of its best value *and*
-#: above both its first and its median value: training ended far worse than it ever typically was.
+#: above its first value *and* above twice its median: training ended far worse than it typically was.
 #: (The median guards against a lucky early best: on the ring, a blob with the ring's mean and
 #: covariance scores a near-zero Fréchet distance at the first eval point, and a generator that then
 #: learns the modes "worsens" 50x to a still small value.)
@@ -114,7 +114,7 @@ def summarize(curve: Sequence[dict], primary: str, lower_is_better: bool, *,
     - ``diverged``/``diverged_step``: the trainer's ``diverged_step`` (non-finite loss or
       parameters), else the first point with a non-finite loss or primary value, else (lower is
       better only) a blow-up: the final value exceeds ``BLOWUP_FACTOR`` x best, the first value and
-      the median value, dated at the first point after the best that does.
+      2 x the median value, dated at the first point after the best that does.
     - ``collapsed``: at the final point modes_covered/num_modes or classes_covered/num_classes < 0.5.
     - ``status``: diverged, else collapsed, else unstable (instability > ``UNSTABLE_THRESHOLD``),
       else converged; an empty curve without divergence is "failed" (nothing was evaluated).
@@ -177,7 +177,7 @@ def _divergence(curve: Sequence[dict], values: list[float], steps: list[int], ou
             return step
     best, final = out["best"], out["final"]
     if lower_is_better and math.isfinite(best) and len(values) > 1:
-        threshold = max(BLOWUP_FACTOR * best, values[0], statistics.median(values))
+        threshold = max(BLOWUP_FACTOR * best, values[0], 2 * statistics.median(values))
         if best >= 0 and final > threshold:
             after = [i for i, s in enumerate(steps) if s > out["best_step"] and values[i] > threshold]
             return steps[after[0]] if after else steps[-1]

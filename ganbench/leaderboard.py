@@ -164,9 +164,9 @@ def trials_frame(records: Iterable[dict[str, Any]], metric: str | None = None) -
     if not records:
         raise GanbenchError("no trial records to rank")
     metric = metric or _usual_primary(records)  # failed trials have none: they count under the others'
-    if metric and not any(metric in (r.get("metrics") or {}) for r in records) and any(r.get("metrics") for r in records):
-        known = sorted({k for r in records for k in (r.get("metrics") or {})})
-        raise GanbenchError(f"no trial has a metric {metric!r}; the trials have: {', '.join(known)}")
+    known = {k for r in records for k in (r.get("metrics") or {})}
+    if metric and known and metric not in known:  # (all trials failed: nothing to check against)
+        raise GanbenchError(f"no trial has a metric {metric!r}; the trials have: {', '.join(sorted(known))}")
     settings = pd.DataFrame([_config_columns(r.get("spec") or {}) for r in records])
     settings = settings[_ordered_config_columns(settings.columns)]
     outcomes = pd.DataFrame([_trial_row(r, metric) for r in records])
